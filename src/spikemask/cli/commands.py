@@ -1,0 +1,164 @@
+"""The subcommands: thin wrappers over the library (parse -> config -> library call -> render)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import torch
+
+from .main import emit_json
+from .progress import tqdm_progress
+from .render import render_energy, render_study
+from .tables import fmt_pm, format_table
+
+log = logging.getLogger("spikemask")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ..models import list_models, model_info
+
+    infos = [model_info(name) for name in list_models(args.pattern)]
+    if args.json:
+        emit_json(infos)
+        return 0
+    rows = [[i["name"], f"{i['params'] / 1e6:.2f}", f"{i['params']:,}", i["summary"]] for i in infos]
+    print(format_table(["model", "params (M)", "params", "description"], rows, align="lrrl"))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..config import apply_overrides, from_dict
+    from ..train import RunConfig, fit, list_presets, load_checkpoint, load_run_config
+
+    if args.list_presets:
+        print("\n".join(list_presets()))
+        return 0
+    if args.config:
+        cfg = load_run_config(args.config, args.overrides)
+        resume = args.resume
+    elif isinstance(args.resume, str):
+        state = load_checkpoint(args.resume)
+        if "run_config" not in state:
+            raise ValueError(f"{args.resume} holds no run config; resume it with --config FILE --resume {args.resume}")
+        cfg = from_dict(RunConfig, apply_overrides(state["run_config"], args.overrides))
+        resume = args.resume
+    else:
+        raise ValueError("give --config FILE (or a preset name), or --resume CHECKPOINT; "
+                         "presets: " + ", ".join(list_presets()))
+    result = fit(cfg, resume=resume, progress=tqdm_progress)
+    f = result.final
+    print(f"run {result.run_dir}: test accuracy {fmt_pm(f['acc'], f['acc_std'])} % over {len(f['mask_seeds']) or 1} "
+          f"mask seed(s); best during training {result.best_acc:.2f} %")
+    print(f"checkpoint (config inside): {result.checkpoint}")
+    return 0
+
+
+def _test_loader(data: str, root: str | None, T: int, data_opts: dict[str, Any], batch_size: int,
+                 samples: int | None = None):
+    from torch.utils.data import DataLoader, Subset
+
+    from ..data import get_dataset
+
+    ds = get_dataset(data, split="test", T=T, root=root, **data_opts)
+    if samples is not None:
+        ds = Subset(ds, range(min(samples, len(ds))))
+    return DataLoader(ds, batch_size=batch_size, shuffle=False)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..masking import apply_rsm
+    from ..train import evaluate, load_model
+
+    model, state = load_model(args.checkpoint)
+    run_data = (state.get("run_config") or {}).get("data", {})
+    data = args.data or run_data.get("name", "ndigits")
+    if args.mask_ratio is not None:
+        before = model.config.mask.describe()
+        apply_rsm(model, ratio=args.mask_ratio)
+        log.info("mask overridden: %s -> %s", before, model.config.mask.describe())
+    opts = {k: run_data[k] for k in ("split_by", "binarize") if k in run_data}
+    loader = _test_loader(data, args.root or run_data.get("root"), model.config.T, opts, args.batch_size)
+    res = evaluate(model, loader, torch.device("cpu"), mask_seeds=list(range(args.seeds)), progress=tqdm_progress)
+    res.update(checkpoint=args.checkpoint, model=model.variant, mask=model.config.mask.describe(), data=data)
+    if args.json:
+        emit_json(res)
+    else:
+        seeds = f" over {len(res['mask_seeds'])} mask seeds" if res["mask_seeds"] else " (no active mask)"
+        print(f"{model.variant} on {data} test: accuracy {fmt_pm(res['acc'], res['acc_std'])} %{seeds}; "
+              f"loss {res['loss']:.4f}; mask: {res['mask']}")
+    return 0
+
+
+def cmd_energy(args: argparse.Namespace) -> int:
+    from ..config import apply_overrides, from_dict
+    from ..data import dataset_info
+    from ..energy import EnergyConfig, dense_energy, measure_energy, saving_pct
+    from ..masking import apply_rsm
+    from ..models import create_model
+    from ..train import load_model
+    from ..train.evaluate import TimeFirstBatches
+
+    energy_cfg = from_dict(EnergyConfig, apply_overrides({}, [o.removeprefix("energy.") for o in args.overrides]),
+                           where="energy")
+    data = args.data or "ndigits"
+    untrained = False
+    if args.checkpoint:
+        model, state = load_model(args.checkpoint)
+        if args.T:
+            model.config.T = args.T
+    elif args.model:
+        num_classes = None if args.dense else dataset_info(data).num_classes
+        model = create_model(args.model, T=args.T, num_classes=num_classes)
+        untrained = not args.dense
+    else:
+        raise ValueError("give --model NAME or --checkpoint FILE (`spikemask models` lists the names)")
+    if args.mask_ratio is not None or args.sites:
+        apply_rsm(model, ratio=args.mask_ratio, sites=args.sites.split(",") if args.sites else None)
+    T = model.config.T
+    if args.dense:
+        report = dense_energy(model, T=T, config=energy_cfg)
+    else:
+        info = dataset_info(data)
+        mc = model.config
+        if (mc.in_channels, mc.img_size, mc.img_size) != (info.in_channels, *info.sensor_size):
+            raise ValueError(
+                f"{model.variant} takes {mc.in_channels}x{mc.img_size}x{mc.img_size} inputs but {data} gives "
+                f"{info.in_channels}x{info.sensor_size[0]}x{info.sensor_size[1]}: measure it on matching data "
+                f"(--data NAME --root DIR) or use --dense for the data-free count")
+        loader = _test_loader(data, args.root, T, {}, 32, args.samples)
+        batches = TimeFirstBatches(loader)
+        seeds = range(args.seeds)
+        report = measure_energy(model, batches, config=energy_cfg, mask_seeds=seeds)
+        if model.config.mask.active:
+            ratio_off = model.config.mask
+            apply_rsm(model, ratio=0.0, site_ratios={})
+            ref = measure_energy(model, batches, config=energy_cfg)
+            model.set_mask(ratio_off)
+            report["delta"] = {"reference_energy_mj": ref["totals"]["energy_mj"],
+                               "saving_pct": saving_pct(report["totals"]["energy_mj"], ref["totals"]["energy_mj"])}
+        report["data"] = data
+    report["untrained_weights"] = untrained
+    if args.json:
+        emit_json(report)
+        return 0
+    print(render_energy(report))
+    if untrained:
+        print("note: untrained weights (no --checkpoint): the firing rates, hence SOPs, are not those of a trained model")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..study import load_study_config, run_study
+
+    overrides = list(args.overrides) + ([f"out_dir={args.out}"] if args.out else [])
+    study = load_study_config(args.config, overrides)
+    log.info("Masked Spikformer study on %s: T in %s, τ in %s -> %s", study.base.data.name,
+             list(study.time_steps), list(study.ratios), study.study_dir)
+    result = run_study(study, progress=tqdm_progress)
+    print(render_study(result))
+    out = study.study_dir
+    print(f"\nresults: {out / 'results.csv'}, {out / 'results.json'}, energy per layer: {out / 'energy_reports.json'}")
+    print(f"plot: {out / 'accuracy_vs_energy.png'}; resolved configs: {out}/*/config.yaml")
+    return 0

@@ -1,0 +1,51 @@
+"""The energy model: unit costs and the counting conventions, stated in every report.
+
+Compute-only 45 nm CMOS estimates (Horowitz, ISSCC 2014), as every paper in ../shared/papers/
+uses: E_MAC = 4.6 pJ (fp32 multiply + add), E_AC = 0.9 pJ (fp32 add). They say nothing about
+memory traffic, data movement, or the real cost on any chip: they are a common yardstick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["EnergyConfig"]
+
+
+@dataclass(kw_only=True)
+class EnergyConfig:
+    """Unit costs (pJ) and conventions of the energy report.
+
+    e_mac_pj: one multiply-accumulate (fp32, 45 nm).
+    e_ac_pj: one accumulate (fp32 add, 45 nm).
+    integer_inputs: how a layer fed whole numbers that are not just 0/1 (event counts, the
+        integer residual stream of Spikformer) is charged: ``"ac_weighted"`` — an input n costs n
+        ACs, as n coincident spikes would (default); ``"mac_nonzero"`` — one MAC per weight use of
+        a non-zero input; ``"mac_dense"`` — every MAC, as an ANN.
+    real_inputs: a layer fed real values: ``"mac_dense"`` (default) or ``"mac_nonzero"``.
+    first_layer: ``"mac_dense"`` charges the first layer every MAC at every step, as the papers do
+        (E_MAC · FL_1); ``"as_input"`` applies the rules above to its actual input.
+    pooling: ``"mac"`` charges pooling (max and average) one MAC per window element, as the spec
+        says; ``"exclude"`` leaves it out.
+    e_lif_update_pj / e_if_update_pj: one neuron update (LIF: leak multiply-add + threshold add;
+        IF: integrate add + threshold add). Reported separately, never in the compute total.
+    e_sram_pj: one 32-bit SRAM access (8 KB bank, 45 nm: 10 pJ per 64 bits). The memory column
+        counts one weight read per synaptic op and a membrane read + write per neuron update: a
+        crude lower bound (no DRAM, perfect activation reuse), reported separately.
+    """
+
+    e_mac_pj: float = 4.6
+    e_ac_pj: float = 0.9
+    integer_inputs: Literal["ac_weighted", "mac_nonzero", "mac_dense"] = "ac_weighted"
+    real_inputs: Literal["mac_dense", "mac_nonzero"] = "mac_dense"
+    first_layer: Literal["mac_dense", "as_input"] = "mac_dense"
+    pooling: Literal["mac", "exclude"] = "mac"
+    e_lif_update_pj: float = 5.5
+    e_if_update_pj: float = 1.8
+    e_sram_pj: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("e_mac_pj", "e_ac_pj", "e_lif_update_pj", "e_if_update_pj", "e_sram_pj"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"energy.{name} must be >= 0, got {getattr(self, name)}")

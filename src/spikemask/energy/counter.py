@@ -1,0 +1,249 @@
+"""Forward hooks that count what every synaptic layer, mask and neuron actually processes.
+
+The counter sees the tensor each layer consumes, after any mask: a mask is credited only through
+the operations it removes, never through a ``(1 - τ)`` factor on a rate measured after it.
+Conventions (what is an AC, what is a MAC) are applied later, by :mod:`.report`.
+
+Layers counted: ``nn.Conv1d/2d``, ``nn.Linear``, :class:`~spikemask.layers.SpikeMatmul` (synaptic),
+max/avg pooling and :class:`~spikemask.layers.MeanPool`. BatchNorm is assumed folded into the
+preceding weights (not counted); residual additions, biases and the attention scale (foldable
+into the next threshold) are not synaptic operations and are not counted either.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..layers import MeanPool, SpikeMatmul
+from ..masking import SpikeMask
+from ..neurons import SpikingNeuron
+from . import counting as C
+
+__all__ = ["LayerStats", "MaskStats", "NeuronStats", "EnergyCounter"]
+
+_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, MeanPool)
+_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Linear, SpikeMatmul) + _POOLS
+
+
+@dataclass
+class LayerStats:
+    """Totals over every call and sample seen (divide by ``samples`` for per-sample numbers)."""
+
+    name: str
+    op: str
+    order: int
+    steps: int = 1  # time steps per sample at which this layer runs (T, or 1 for the head)
+    encoding: str = C.BINARY  # worst encoding of its (activation) inputs over all calls
+    dense_macs: float = 0.0  # conventional MACs, all steps
+    exact: float = 0.0  # weight uses of non-zero inputs (matmul: both factors non-zero)
+    valued: float = 0.0  # value-weighted weight uses (an input n counts n times)
+    fr_formula: float = 0.0  # Σ rate x dense MACs (the papers' fr · T · FLOPs), cross-check
+    input_nnz: float = 0.0
+    input_numel: float = 0.0
+    input_sum: float = 0.0
+    masks: list[str] = field(default_factory=list)  # masks whose output this layer consumes
+
+    def merge_encoding(self, enc: str) -> None:
+        if C.ENCODINGS.index(enc) > C.ENCODINGS.index(self.encoding):
+            self.encoding = enc
+
+
+@dataclass
+class MaskStats:
+    name: str
+    site: str
+    nominal: float
+    active: bool
+    consumer: str | None
+    nnz_in: float = 0.0
+    nnz_out: float = 0.0
+    numel: float = 0.0
+
+
+@dataclass
+class NeuronStats:
+    name: str
+    kind: str
+    updates: float = 0.0
+    spikes: float = 0.0
+
+
+def _op_name(module: nn.Module) -> str:
+    if isinstance(module, SpikeMatmul):
+        return "matmul"
+    if isinstance(module, MeanPool):
+        return "meanpool"
+    return type(module).__name__.lower()
+
+
+class EnergyCounter:
+    """Context manager that attaches the hooks to ``model``; ``dense=True`` treats every input as firing.
+
+    In dense mode the values are ignored: each layer is charged the weight uses of a fully active
+    input, thinned by the nominal keep probability ``1 - τ`` of every mask feeding it (the papers'
+    formula with fr = 1), so the count is deterministic and needs no data.
+    """
+
+    def __init__(self, model: nn.Module, *, dense: bool = False) -> None:
+        self.model = model
+        self.dense = dense
+        self.layers: dict[str, LayerStats] = {}
+        self.masks: dict[str, MaskStats] = {}
+        self.neurons: dict[str, NeuronStats] = {}
+        self.samples = 0
+        self.T: int | None = None
+        self._batch: tuple[int, int] | None = None
+        self._handles: list = []
+        self._consumers: dict[str | None, list[tuple[str, SpikeMask]]] = {}
+
+    # ---------------------------------------------------------------- hooks
+    def __enter__(self) -> "EnergyCounter":
+        named = dict(self.model.named_modules())
+        for name, module in named.items():
+            if isinstance(module, SpikeMask):
+                parent = name.rpartition(".")[0]
+                consumer = f"{parent}.{module.feeds}" if parent and module.feeds else module.feeds
+                self._consumers.setdefault(consumer, []).append((name, module))
+                self.masks.setdefault(name, MaskStats(name, module.site, module.ratio, module.enabled, consumer))
+                self._handles.append(module.register_forward_hook(self._mask_hook(name)))
+            elif isinstance(module, SpikingNeuron):
+                self.neurons.setdefault(name, NeuronStats(name, module.cfg.kind))
+                self._handles.append(module.register_forward_hook(self._neuron_hook(name)))
+            elif isinstance(module, _COUNTED):
+                self._handles.append(module.register_forward_hook(self._layer_hook(name)))
+        self._handles.append(self.model.register_forward_pre_hook(self._root_hook))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _root_hook(self, module: nn.Module, args: tuple) -> None:
+        x = args[0]
+        if x.dim() == 5:  # [T, B, C, H, W] events
+            T, B = x.shape[0], x.shape[1]
+        else:  # [B, C, H, W] static, repeated over the model's T
+            T, B = int(getattr(getattr(module, "config", None), "T", 1)), x.shape[0]
+        if self.T is not None and T != self.T:
+            raise ValueError(f"energy counter saw T={T} after T={self.T}; measure one T per counter")
+        self.T, self._batch = T, (T, B)
+        self.samples += B
+
+    def _steps(self, x: torch.Tensor) -> int:
+        T, B = self._batch
+        if x.dim() >= 3 and x.shape[0] == T and x.shape[1] == B:
+            return T
+        if x.shape[0] == T * B:
+            return T
+        return 1
+
+    def _stats(self, name: str, module: nn.Module, x: torch.Tensor) -> LayerStats:
+        if name not in self.layers:
+            masks = [n for n, _ in self._consumers.get(name, [])]
+            self.layers[name] = LayerStats(name, _op_name(module), len(self.layers), self._steps(x), masks=masks)
+        return self.layers[name]
+
+    def _keep(self, name: str) -> float:
+        keep = 1.0
+        for _, m in self._consumers.get(name, []):
+            if m.enabled:
+                keep *= 1.0 - m.ratio
+        return keep
+
+    def _layer_hook(self, name: str):
+        def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            with torch.no_grad():
+                self._count(name, module, args, out)
+
+        return hook
+
+    def _count(self, name: str, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        x = args[0]
+        st = self._stats(name, module, x)
+        if isinstance(module, _POOLS):
+            if isinstance(module, MeanPool):
+                dense = float(x.numel())  # one add per input element
+            else:
+                k = module.kernel_size  # one op per window element
+                dims = 2 if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)) else 1
+                dense = float(out.numel()) * (math.prod(k) if isinstance(k, tuple) else k**dims)
+            st.dense_macs += dense
+            st.exact += dense
+            st.valued += dense
+            st.fr_formula += dense
+            st.input_nnz += float((x != 0).sum())
+            st.input_numel += x.numel()
+            st.input_sum += float(x.sum())
+            st.merge_encoding(C.BINARY if self.dense else C.encoding_of(x))
+            return
+        if isinstance(module, SpikeMatmul):
+            a, b = args
+            dense = C.matmul_dense_macs(a, b)
+            if self.dense:
+                exact = dense * self._keep(name)
+                enc = C.BINARY
+                st.fr_formula += exact
+            else:
+                exact = C.matmul_pairs(a, b)
+                enc_a, enc_b = C.encoding_of(a), C.encoding_of(b)
+                # one binary factor gates the other: a spike-driven accumulation of its values
+                enc = C.BINARY if C.BINARY in (enc_a, enc_b) else max(enc_a, enc_b, key=C.ENCODINGS.index)
+                rate_a = float((a != 0).sum()) / a.numel()
+                rate_b = float((b != 0).sum()) / b.numel()
+                st.fr_formula += rate_a * rate_b * dense
+            st.dense_macs += dense
+            st.exact += exact
+            st.valued += exact if self.dense else C.matmul_pairs(a, b, valued=True)
+            st.input_nnz += float((a != 0).sum()) + float((b != 0).sum())
+            st.input_numel += a.numel() + b.numel()
+            st.input_sum += float(a.sum()) + float(b.sum())
+            st.merge_encoding(enc)
+            return
+        if isinstance(module, nn.Linear):
+            dense = C.linear_dense_macs(x, module)
+        else:
+            dense = C.conv_dense_macs(module, out)
+        if self.dense:
+            ones = torch.ones_like(x)
+            full = C.linear_weight_uses(ones, module) if isinstance(module, nn.Linear) else \
+                C.conv_weight_uses(x, module, out, ones)
+            exact = valued = full * self._keep(name)
+            enc = C.BINARY
+            st.fr_formula += dense * self._keep(name)
+        else:
+            nz = x != 0
+            if isinstance(module, nn.Linear):
+                exact, valued = C.linear_weight_uses(nz, module), C.linear_weight_uses(x, module)
+            else:
+                exact, valued = C.conv_weight_uses(x, module, out, nz), C.conv_weight_uses(x, module, out, x)
+            enc = C.encoding_of(x)
+            st.fr_formula += float(nz.sum()) / x.numel() * dense
+        st.dense_macs += dense
+        st.exact += exact
+        st.valued += valued
+        st.input_nnz += float((x != 0).sum())
+        st.input_numel += x.numel()
+        st.input_sum += float(x.sum())
+        st.merge_encoding(enc)
+
+    def _mask_hook(self, name: str):
+        def hook(module: SpikeMask, args: tuple, out: torch.Tensor) -> None:
+            st = self.masks[name]
+            st.nnz_in += float((args[0] != 0).sum())
+            st.nnz_out += float((out != 0).sum())
+            st.numel += args[0].numel()
+
+        return hook
+
+    def _neuron_hook(self, name: str):
+        def hook(module: SpikingNeuron, args: tuple, out: torch.Tensor) -> None:
+            st = self.neurons[name]
+            st.updates += out.numel()
+            st.spikes += out.numel() if self.dense else float(out.sum())
+
+        return hook

@@ -1,0 +1,44 @@
+"""Accuracy against energy, one point per run (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["plot_accuracy_vs_energy"]
+
+_MARKERS = {"Spikformer": "o", "Masked Spikformer": "s", "Spikformer + RSM at inference": "^"}
+
+
+def plot_accuracy_vs_energy(rows: list[dict[str, Any]], path: str | Path, title: str | None = None) -> Path:
+    """Scatter of accuracy (%) vs compute energy (mJ/sample) with ±1 std bars; colour = T, marker = kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_path
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    ts = sorted({r["T"] for r in rows})
+    colours = {t: plt.cm.viridis(i / max(len(ts) - 1, 1) * 0.85) for i, t in enumerate(ts)}
+    seen = set()
+    for r in rows:
+        label = f"{r['model']}, T={r['T']}"
+        ax.errorbar(r["energy_mj"], r["acc"], xerr=r["energy_mj_std"], yerr=r["acc_std"],
+                    marker=_MARKERS.get(r["model"], "x"), color=colours[r["T"]], linestyle="none", capsize=2,
+                    markersize=7, label=None if label in seen else label)
+        seen.add(label)
+        ax.annotate(f"τ={r['mask_ratio']:g}", (r["energy_mj"], r["acc"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=7)
+    ax.set_xlabel("compute energy per sample (mJ, 45 nm estimate)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title or "Random Spike Masking: accuracy vs energy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,244 @@
+"""``fit``: train one run from its config, resumable, reproducible, and safe against NaNs.
+
+Every random source is seeded from ``cfg.seed``: weights and masks from torch's global generator
+(its state is checkpointed), data order and augmentation from per-epoch generators derived from
+(seed, epoch), so a run resumed from epoch k replays exactly what the uninterrupted run did.
+Evaluation uses seeded masks of its own and never touches the training stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from ..config import ConfigError, to_dict
+from ..data import dataset_info, get_dataset
+from ..io import append_jsonl, atomic_write_json, atomic_write_text
+from ..models import create_model
+from ..progress import ProgressFactory, null_progress
+from .augment import random_translate
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import RunConfig
+from .distributed import DistInfo, init_distributed, resolve_device, shard_indices
+from .evaluate import autocast, evaluate, time_first
+from .mixup import mix_batch, soft_cross_entropy
+from .schedule import lr_at, set_lr
+
+__all__ = ["fit", "FitResult", "NonFiniteLossError", "build_model_for", "resolved_config", "run_state", "seed_everything"]
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    checkpoint: Path
+    best_acc: float
+    final: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model_for(cfg: RunConfig) -> nn.Module:
+    """The run's model; ``num_classes`` defaults to the data set's, and the input must fit the data."""
+    info = dataset_info(cfg.data.name)
+    section = dict(cfg.model)
+    name = section.pop("name")
+    section.setdefault("num_classes", info.num_classes)
+    model = create_model(name, **section)
+    mc = model.config
+    if mc.num_classes != info.num_classes:
+        raise ConfigError(f"model.num_classes={mc.num_classes} but {info.name} has {info.num_classes} classes")
+    if mc.in_channels != info.in_channels or (mc.img_size, mc.img_size) != tuple(info.sensor_size):
+        raise ConfigError(
+            f"{name} takes {mc.in_channels}x{mc.img_size}x{mc.img_size} inputs but {info.name} gives "
+            f"{info.in_channels}x{info.sensor_size[0]}x{info.sensor_size[1]}; set model.img_size/in_channels "
+            f"or pick a model made for this data (`spikemask models`)"
+        )
+    return model
+
+
+def resolved_config(cfg: RunConfig, model: nn.Module | None = None) -> dict[str, Any]:
+    """``cfg`` as a plain dict with the model section expanded to the model's full config."""
+    if model is None:
+        with torch.device("meta"):  # no weights needed, only the config
+            model = build_model_for(cfg)
+    resolved = to_dict(cfg)
+    resolved["model"] = {"name": cfg.model["name"], **to_dict(model.config)}
+    return resolved
+
+
+def run_state(cfg: RunConfig) -> str:
+    """``"done"`` (finished with this exact config), ``"partial"`` (resumable) or ``"new"``."""
+    run_dir = cfg.run_dir
+    try:
+        stored = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return "new"
+    if stored != resolved_config(cfg) or not (run_dir / "last.pt").is_file():
+        return "new"
+    return "done" if (run_dir / "final.json").is_file() else "partial"
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases and norm parameters (timm's ``filter_bias_and_bn``)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _loaders(cfg: RunConfig, T: int, info: DistInfo) -> tuple[DataLoader, DataLoader, torch.Generator]:
+    opts = dict(root=cfg.data.root, split_by=cfg.data.split_by, binarize=cfg.data.binarize)
+    train_ds = get_dataset(cfg.data.name, split="train", T=T, **opts)
+    test_ds = get_dataset(cfg.data.name, split="test", T=T, **opts)
+    gen = torch.Generator()
+    common = dict(num_workers=cfg.data.num_workers, pin_memory=torch.cuda.is_available(),
+                  persistent_workers=False)
+    if info.enabled:
+        sampler = DistributedSampler(train_ds, info.world_size, info.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+        train = DataLoader(train_ds, cfg.data.batch_size, sampler=sampler, drop_last=True, generator=gen, **common)
+        test_ds = Subset(test_ds, shard_indices(len(test_ds), info))
+    else:
+        train = DataLoader(train_ds, cfg.data.batch_size, shuffle=True, drop_last=True, generator=gen, **common)
+    test = DataLoader(test_ds, cfg.data.eval_batch_size or cfg.data.batch_size, shuffle=False, **common)
+    if len(train) == 0:
+        raise ConfigError(f"data.batch_size={cfg.data.batch_size} is larger than the training split ({len(train_ds)})")
+    return train, test, gen
+
+
+def _check_resume(state: dict[str, Any], model: nn.Module, path: Path) -> None:
+    stored, current = state["model_config"], to_dict(model.config)
+    diff = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    if diff:
+        raise ConfigError(
+            f"cannot resume from {str(path)!r}: its model config differs in {', '.join(diff)} "
+            f"(checkpoint: {', '.join(f'{k}={stored.get(k)!r}' for k in diff)})"
+        )
+
+
+def fit(cfg: RunConfig, *, resume: str | Path | bool = False, progress: ProgressFactory = null_progress) -> FitResult:
+    """Train ``cfg``; ``resume=True`` continues from ``<run_dir>/last.pt``, a path from that file."""
+    info = init_distributed(cfg.device)
+    device = resolve_device(cfg.device, info)
+    seed_everything(cfg.seed)
+    model = build_model_for(cfg)
+    resolved = resolved_config(cfg, model)
+    train_loader, test_loader, loader_gen = _loaders(cfg, model.config.T, info)
+    model.to(device)
+    torch.manual_seed(cfg.seed + 7919 * info.rank)  # identical weights on every rank, different masks
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
+                                  betas=cfg.optim.betas, eps=cfg.optim.eps)
+    run_dir = cfg.run_dir
+    last, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    start_epoch, best_acc, history = 0, -1.0, []
+    if resume:
+        path = last if resume is True else Path(resume)
+        state = load_checkpoint(path, map_location=device)
+        _check_resume(state, model, path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, best_acc, history = state["epoch"] + 1, state["best_acc"], list(state["history"])
+        if info.is_main:
+            torch.set_rng_state(state["rng"])  # the checkpoint holds rank 0's stream
+        else:
+            torch.manual_seed(cfg.seed + 7919 * info.rank + start_epoch)
+        log.info("resumed %s at epoch %d", path, start_epoch)
+    net = model
+    if info.enabled:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    total = cfg.schedule.total_epochs
+    num_classes = net.config.num_classes
+    for epoch in range(start_epoch, total):
+        lr = lr_at(epoch, cfg.schedule, cfg.optim.lr)
+        set_lr(optimizer, lr)
+        t0 = time.perf_counter()
+        stats = _train_epoch(model, train_loader, loader_gen, optimizer, cfg, epoch, num_classes, device,
+                             progress, last if last.exists() else None)
+        record = {"epoch": epoch, "lr": lr, **stats, "time_s": time.perf_counter() - t0}
+        if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == total:
+            ev = evaluate(model, test_loader, device, mask_seeds=[0], info=info, amp=cfg.train.amp,
+                          max_batches=cfg.train.max_eval_batches, progress=progress, desc="test")
+            record.update(test_acc=ev["acc"], test_loss=ev["loss"])
+        history.append(record)
+        is_best = record.get("test_acc", -1.0) > best_acc
+        best_acc = max(best_acc, record.get("test_acc", -1.0))
+        log.info("epoch %d/%d lr %.2e loss %.4f train %.1f%% test %s", epoch + 1, total, lr, stats["train_loss"],
+                 stats["train_acc"], f"{record['test_acc']:.2f}%" if "test_acc" in record else "-")
+        if info.is_main:
+            append_jsonl(run_dir / "metrics.jsonl", record)
+            extra = dict(epoch=epoch, optimizer=optimizer.state_dict(), best_acc=best_acc, history=history,
+                         rng=torch.get_rng_state(), run_config=resolved)
+            save_checkpoint(last, net, **extra)
+            if is_best:
+                save_checkpoint(best_path, net, **extra)
+    final = evaluate(model, test_loader, device, mask_seeds=list(range(cfg.train.eval_mask_seeds)), info=info,
+                     amp=cfg.train.amp, max_batches=cfg.train.max_eval_batches, progress=progress, desc="final test")
+    if info.is_main:
+        atomic_write_json(run_dir / "final.json", {"final": final, "best_acc": best_acc, "epochs": total})
+    return FitResult(run_dir=run_dir, checkpoint=last, best_acc=best_acc, final=final, history=history)
+
+
+def _train_epoch(model, loader, loader_gen, optimizer, cfg: RunConfig, epoch: int, num_classes: int,
+                 device: torch.device, progress: ProgressFactory, last_good: Path | None) -> dict[str, float]:
+    model.train()
+    epoch_seed = cfg.seed * 1_000_003 + epoch
+    loader_gen.manual_seed(epoch_seed)  # data order (and worker seeds) of this epoch
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    aug_gen = torch.Generator().manual_seed(epoch_seed + 1)
+    loss_sum = correct = seen = 0.0
+    n = len(loader) if cfg.train.max_train_batches is None else min(len(loader), cfg.train.max_train_batches)
+    bar = progress(total=n, desc=f"epoch {epoch + 1}/{cfg.schedule.total_epochs}", unit="batch", leave=False)
+    try:
+        for step, (x, y) in enumerate(loader):
+            if step >= n:
+                break
+            x = random_translate(x, cfg.data.translate, aug_gen)
+            x, target = mix_batch(x, y, num_classes=num_classes, cfg=cfg.train, epoch=epoch, generator=aug_gen)
+            x, y, target = time_first(x.to(device, non_blocking=True)), y.to(device), target.to(device)
+            with autocast(device, cfg.train.amp):
+                logits = model(x)
+            loss = soft_cross_entropy(logits.float(), target)
+            if not torch.isfinite(loss):
+                kept = f"the last good checkpoint is kept at {last_good}" if last_good else "no checkpoint was written yet"
+                raise NonFiniteLossError(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; training stopped and {kept}. "
+                    f"Try a lower optim.lr (now {optimizer.param_groups[0]['lr']:.2e}) or set train.grad_clip."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.train.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+            optimizer.step()
+            loss_sum += loss.item() * y.shape[0]
+            correct += float((logits.argmax(-1) == y).sum())
+            seen += y.shape[0]
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
+    finally:
+        bar.close()
+    return {"train_loss": loss_sum / max(seen, 1), "train_acc": 100.0 * correct / max(seen, 1)}
