@@ -81,6 +81,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:  # fixed length: tuple[float, float]
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected a list of {len(args)} items, got {value!r}")
+            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         item_tp = args[0] if args else Any
         items = [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items

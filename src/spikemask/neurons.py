@@ -55,12 +55,16 @@ class NeuronConfig:
     detach_reset: bool = True
 
     def __post_init__(self) -> None:
+        if self.kind not in ("lif", "if"):
+            raise ValueError(f"neuron.kind must be 'lif' or 'if', got {self.kind!r}")
         if self.kind == "lif" and not self.tau > 1.0:
             raise ValueError(f"neuron.tau must be > 1 for a LIF neuron, got {self.tau}")
         if not self.v_threshold > 0:
             raise ValueError(f"neuron.v_threshold must be > 0, got {self.v_threshold}")
         if self.surrogate not in SURROGATES:
             raise ValueError(f"neuron.surrogate {self.surrogate!r} unknown; valid: {', '.join(SURROGATES)}")
+        if self.alpha is not None and not self.alpha > 0:  # alpha <= 0 would silence or flip every gradient
+            raise ValueError(f"neuron.alpha must be > 0 (or None for the surrogate's default), got {self.alpha}")
 
     @property
     def initial_v(self) -> float:
@@ -124,8 +128,10 @@ class SpikingNeuron(nn.Module):
         self.cfg = cfg
 
     def _check(self, x_seq: torch.Tensor) -> None:
-        if x_seq.dim() < 2:
-            raise ValueError(f"{type(self).__name__} expects time-first input [T, ...], got shape {tuple(x_seq.shape)}")
+        if x_seq.dim() < 2 or x_seq.shape[0] == 0:
+            raise ValueError(
+                f"{type(self).__name__} expects time-first input [T, ...] with T >= 1, got shape {tuple(x_seq.shape)}"
+            )
 
     def extra_repr(self) -> str:
         c = self.cfg

@@ -163,73 +163,64 @@ class EnergyCounter:
         return hook
 
     def _count(self, name: str, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
-        x = args[0]
-        st = self._stats(name, module, x)
+        st = self._stats(name, module, args[0])
         if isinstance(module, _POOLS):
-            if isinstance(module, MeanPool):
-                dense = float(x.numel())  # one add per input element
-            else:
-                k = module.kernel_size  # one op per window element
-                dims = 2 if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)) else 1
-                dense = float(out.numel()) * (math.prod(k) if isinstance(k, tuple) else k**dims)
-            st.dense_macs += dense
-            st.exact += dense
-            st.valued += dense
-            st.fr_formula += dense
-            st.input_nnz += float((x != 0).sum())
-            st.input_numel += x.numel()
-            st.input_sum += float(x.sum())
-            st.merge_encoding(C.BINARY if self.dense else C.encoding_of(x))
-            return
-        if isinstance(module, SpikeMatmul):
-            a, b = args
-            dense = C.matmul_dense_macs(a, b)
-            if self.dense:
-                exact = dense * self._keep(name)
-                enc = C.BINARY
-                st.fr_formula += exact
-            else:
-                exact = C.matmul_pairs(a, b)
-                enc_a, enc_b = C.encoding_of(a), C.encoding_of(b)
-                # one binary factor gates the other: a spike-driven accumulation of its values
-                enc = C.BINARY if C.BINARY in (enc_a, enc_b) else max(enc_a, enc_b, key=C.ENCODINGS.index)
-                rate_a = float((a != 0).sum()) / a.numel()
-                rate_b = float((b != 0).sum()) / b.numel()
-                st.fr_formula += rate_a * rate_b * dense
-            st.dense_macs += dense
-            st.exact += exact
-            st.valued += exact if self.dense else C.matmul_pairs(a, b, valued=True)
-            st.input_nnz += float((a != 0).sum()) + float((b != 0).sum())
-            st.input_numel += a.numel() + b.numel()
-            st.input_sum += float(a.sum()) + float(b.sum())
-            st.merge_encoding(enc)
-            return
-        if isinstance(module, nn.Linear):
-            dense = C.linear_dense_macs(x, module)
+            rec = self._pool(module, args[0], out)
+        elif isinstance(module, SpikeMatmul):
+            rec = self._matmul(name, *args)
         else:
-            dense = C.conv_dense_macs(module, out)
-        if self.dense:
-            ones = torch.ones_like(x)
-            full = C.linear_weight_uses(ones, module) if isinstance(module, nn.Linear) else \
-                C.conv_weight_uses(x, module, out, ones)
-            exact = valued = full * self._keep(name)
-            enc = C.BINARY
-            st.fr_formula += dense * self._keep(name)
-        else:
-            nz = x != 0
-            if isinstance(module, nn.Linear):
-                exact, valued = C.linear_weight_uses(nz, module), C.linear_weight_uses(x, module)
-            else:
-                exact, valued = C.conv_weight_uses(x, module, out, nz), C.conv_weight_uses(x, module, out, x)
-            enc = C.encoding_of(x)
-            st.fr_formula += float(nz.sum()) / x.numel() * dense
+            rec = self._weighted(name, module, args[0], out, st.steps)
+        dense, exact, valued, fr, nnz, numel, total, enc = rec
         st.dense_macs += dense
         st.exact += exact
         st.valued += valued
-        st.input_nnz += float((x != 0).sum())
-        st.input_numel += x.numel()
-        st.input_sum += float(x.sum())
+        st.fr_formula += fr
+        st.input_nnz += nnz
+        st.input_numel += numel
+        st.input_sum += total
         st.merge_encoding(enc)
+
+    def _pool(self, module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> tuple:
+        if isinstance(module, MeanPool):
+            dense = float(x.numel())  # one add per input element
+        else:
+            k = module.kernel_size  # one op per window element
+            dims = 2 if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)) else 1
+            dense = float(out.numel()) * (math.prod(k) if isinstance(k, tuple) else k**dims)
+        if self.dense:
+            return dense, dense, dense, dense, x.numel(), x.numel(), float(x.numel()), C.BINARY
+        return (dense, dense, dense, dense, float((x != 0).sum()), x.numel(), float(x.sum()), C.encoding_of(x))
+
+    def _matmul(self, name: str, a: torch.Tensor, b: torch.Tensor) -> tuple:
+        dense = C.matmul_dense_macs(a, b)
+        numel = a.numel() + b.numel()
+        if self.dense:
+            keep = self._keep(name)
+            return dense, dense * keep, dense * keep, dense * keep, numel * keep, numel, numel * keep, C.BINARY
+        enc_a, enc_b = C.encoding_of(a), C.encoding_of(b)
+        # one binary factor gates the other: a spike-driven accumulation of its values
+        enc = C.BINARY if C.BINARY in (enc_a, enc_b) else max(enc_a, enc_b, key=C.ENCODINGS.index)
+        nnz_a, nnz_b = float((a != 0).sum()), float((b != 0).sum())
+        fr = nnz_a / a.numel() * nnz_b / b.numel() * dense
+        return (dense, C.matmul_pairs(a, b), C.matmul_pairs(a, b, valued=True), fr, nnz_a + nnz_b, numel,
+                float(a.sum()) + float(b.sum()), enc)
+
+    def _weighted(self, name: str, module: nn.Module, x: torch.Tensor, out: torch.Tensor, steps: int) -> tuple:
+        linear = isinstance(module, nn.Linear)
+        dense = C.linear_dense_macs(x, module) if linear else C.conv_dense_macs(module, out)
+
+        def uses(weights: torch.Tensor) -> float:
+            return C.linear_weight_uses(weights, module) if linear else C.conv_weight_uses(x, module, out, weights)
+
+        if self.dense:
+            keep = self._keep(name)
+            full = uses(torch.ones_like(x)) * keep
+            # after the mean over time (the head) inputs are averages: real-valued by construction
+            enc = C.REAL if steps == 1 else C.BINARY
+            return dense, full, full, dense * keep, x.numel() * keep, x.numel(), x.numel() * keep, enc
+        nz = x != 0
+        nnz = float(nz.sum())
+        return dense, uses(nz), uses(x), nnz / x.numel() * dense, nnz, x.numel(), float(x.sum()), C.encoding_of(x)
 
     def _mask_hook(self, name: str):
         def hook(module: SpikeMask, args: tuple, out: torch.Tensor) -> None:

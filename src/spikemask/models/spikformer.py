@@ -73,15 +73,21 @@ class SpikformerConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.T >= 1, f"T must be >= 1, got {self.T}"),
-            (self.embed_dim % 8 == 0, f"embed_dim must be a multiple of 8 (SPS uses D/8), got {self.embed_dim}"),
-            (self.embed_dim % self.num_heads == 0,
-             f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"),
+            (self.embed_dim >= 8 and self.embed_dim % 8 == 0,
+             f"embed_dim must be a positive multiple of 8 (SPS uses D/8), got {self.embed_dim}"),
+            (self.num_heads >= 1, f"num_heads must be >= 1, got {self.num_heads}"),
             (len(self.sps_pool) == 4, f"sps_pool needs 4 entries (one per SPS stage), got {len(self.sps_pool)}"),
-            (self.depth >= 0 and self.num_classes >= 1 and self.in_channels >= 1, "depth, num_classes, in_channels"),
+            (self.depth >= 0, f"depth must be >= 0, got {self.depth}"),
+            (self.num_classes >= 1, f"num_classes must be >= 1, got {self.num_classes}"),
+            (self.in_channels >= 1, f"in_channels must be >= 1, got {self.in_channels}"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"invalid Spikformer config: {msg}")
+        if self.embed_dim % self.num_heads:  # after the checks above: num_heads >= 1 here
+            raise ValueError(
+                f"invalid Spikformer config: embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}"
+            )
         side = self.img_size
         for pool in self.sps_pool:
             side = (side - 1) // 2 + 1 if pool else side

@@ -1,0 +1,216 @@
+"""Shared helpers of the benchmarks: interleaved timing, memory probes, tables, machine info.
+
+Timing rule (the project's): every number that compares two implementations is a ratio taken in
+the same process, with the implementations interleaved round by round, so that a background job
+that slows the machine for a while slows both sides of the ratio. We report medians over rounds and
+the spread (min..max of the per-round ratios), never a single run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+__all__ = [
+    "Timing",
+    "interleaved",
+    "ratio_stats",
+    "saved_tensor_bytes",
+    "peak_alloc_bytes",
+    "format_table",
+    "machine_info",
+    "set_threads",
+    "fmt_ms",
+    "fmt_ratio",
+    "fmt_bytes",
+]
+
+
+@dataclass
+class Timing:
+    """Per-call seconds of one implementation, one value per round."""
+
+    name: str
+    rounds: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rounds)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        return min(self.rounds), max(self.rounds)
+
+
+def set_threads(n: int | None) -> int:
+    """Fix torch's intra-op threads (None: keep torch's default) and return the number in use."""
+    if n is not None:
+        torch.set_num_threads(int(n))
+    return torch.get_num_threads()
+
+
+def interleaved(
+    fns: dict[str, Callable[[], Any]], *, repeat: int, number: int = 1, warmup: int = 1
+) -> dict[str, Timing]:
+    """Time every callable ``repeat`` rounds; in each round each one runs ``number`` times back to back.
+
+    The order of the callables is rotated every round (no implementation always goes first, in a
+    cache warmed by the other). ``warmup`` untimed calls of each come first. Garbage is collected
+    before every timed block so that a collection triggered by one side is not billed to the other.
+    """
+    names = list(fns)
+    for _ in range(warmup):
+        for n in names:
+            fns[n]()
+    rounds: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeat):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for n in order:
+            gc.collect()
+            fn = fns[n]
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            rounds[n].append((time.perf_counter() - t0) / number)
+    return {n: Timing(n, rounds[n]) for n in names}
+
+
+def ratio_stats(num: Timing, den: Timing) -> tuple[float, float, float]:
+    """Median, min and max over rounds of ``num / den`` (round-by-round, same conditions)."""
+    rs = [a / b for a, b in zip(num.rounds, den.rounds)]
+    return statistics.median(rs), min(rs), max(rs)
+
+
+def saved_tensor_bytes(fn: Callable[[], Any]) -> int:
+    """Bytes of the tensors that autograd saves for backward while ``fn`` runs.
+
+    Counted once per underlying storage (several saved views of one buffer cost one buffer),
+    with the storage's full size. This is the memory the backward graph keeps alive between the
+    forward and the backward pass: the part that grows with T x batch x layers in a model.
+    The return value of ``fn`` is kept alive until the count is taken, then released.
+    """
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        storages[st.data_ptr()] = st.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    del out
+    return sum(storages.values())
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence C-level stderr (kineto prints a line at every profiler start/stop)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+
+
+def peak_alloc_bytes(fn: Callable[[], Any]) -> int:
+    """Peak of the CPU allocator's live bytes while ``fn`` runs, above the level at its start.
+
+    Uses ``torch.profiler`` with ``profile_memory=True``: every allocation and free of the CPU
+    allocator is an event with a signed size; the running sum in time order, maximised, is the peak
+    of the extra memory ``fn`` needed (temporaries included). Tensors alive before ``fn`` are not
+    counted; if ``fn`` frees one of them the running sum drops below zero, which can only lower
+    the peak (never inflate it).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    gc.collect()
+    with _quiet_stderr():
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            out = fn()
+            del out
+    events = [(e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    events.sort(key=lambda e: e[0])
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+def format_table(headers: list[str], rows: list[list[Any]], title: str | None = None) -> str:
+    """A plain-text table that is also a Markdown table (pipes, header rule)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    def line(r: list[str]) -> str:
+        return "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"
+    rule = "|" + "|".join("-" * (w + 1) + ":" if i else ":" + "-" * (w + 1) for i, w in enumerate(widths)) + "|"
+    out = [line(cells[0]), rule] + [line(r) for r in cells[1:]]
+    if title:
+        out.insert(0, f"\n{title}\n")
+    return "\n".join(out)
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f}" if seconds < 10 else f"{seconds * 1e3:.0f}"
+
+
+def fmt_ratio(med: float, lo: float, hi: float) -> str:
+    return f"{med:.2f} ({lo:.2f}-{hi:.2f})"
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    import numpy as np
+
+    info = {
+        "cpu": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+    try:
+        from importlib.metadata import version
+
+        info["spikingjelly"] = version("spikingjelly")
+    except Exception:  # noqa: BLE001 - informational only
+        info["spikingjelly"] = "not installed"
+    try:
+        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
+    return info

@@ -1,0 +1,191 @@
+"""Random Spike Masking: the pure function, the module, its config, and its place in Spikformer."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import spikemask as sm
+from spikemask.masking import MaskConfig, SpikeMask, random_spike_mask
+
+
+def _binary(shape, p=0.5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=g) < p).float()
+
+
+@pytest.mark.parametrize("ratio", [0.2, 0.5, 0.7])
+def test_keep_probability_and_no_rescaling(ratio):
+    x = torch.full((4, 64, 1000), 3.0)  # non-binary values reveal any rescaling
+    y = random_spike_mask(x, ratio, generator=torch.Generator().manual_seed(1))
+    kept = (y != 0).float().mean().item()
+    n = x.numel()
+    assert abs(kept - (1 - ratio)) < 5 * math.sqrt(ratio * (1 - ratio) / n)
+    assert set(y.unique().tolist()) <= {0.0, 3.0}, "RSM must not rescale the survivors (unlike dropout)"
+
+
+def test_ratio_zero_is_identity_and_one_drops_everything():
+    x = _binary((3, 2, 50))
+    assert random_spike_mask(x, 0.0) is x
+    assert torch.count_nonzero(random_spike_mask(x, 1.0)) == 0
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.01, float("nan")])
+def test_pure_function_refuses_ratios_outside_unit_interval(bad):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        random_spike_mask(torch.ones(2, 2), bad)
+
+
+def test_per_step_masks_differ_and_shared_masks_do_not():
+    x = torch.ones(6, 2, 500)
+    per_step = random_spike_mask(x, 0.5, generator=torch.Generator().manual_seed(0))
+    shared = random_spike_mask(x, 0.5, share_over_time=True, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(per_step[0], per_step[1])
+    for t in range(1, 6):
+        assert torch.equal(shared[0], shared[t])
+    assert 0.4 < (shared[0] != 0).float().mean() < 0.6
+
+
+def test_seeded_generator_is_reproducible():
+    x = _binary((4, 3, 100))
+    a = random_spike_mask(x, 0.5, generator=torch.Generator().manual_seed(7))
+    b = random_spike_mask(x, 0.5, generator=torch.Generator().manual_seed(7))
+    c = random_spike_mask(x, 0.5, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("bad", [-0.2, 1.0, 1.5, "0.5", True])
+def test_mask_config_refuses_ratios_outside_half_open_interval(bad):
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        MaskConfig(ratio=bad)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        MaskConfig(site_ratios={"attn.q": bad})
+
+
+def test_ratio_for_site_overrides_and_describe():
+    cfg = MaskConfig(ratio=0.5, sites=("attn.q", "attn.k"), site_ratios={"mlp.hidden": 0.2, "attn.k": 0.7})
+    assert cfg.ratio_for("attn.q") == 0.5
+    assert cfg.ratio_for("attn.k") == 0.7  # per-site value wins
+    assert cfg.ratio_for("mlp.hidden") == 0.2  # named in site_ratios only
+    assert cfg.ratio_for("attn.scores") == 0.0
+    assert cfg.active and not MaskConfig().active
+    text = cfg.describe()
+    assert "τ=0.5 on attn.q" in text and "τ=0.7 on attn.k" in text and "τ=0.2 on mlp.hidden" in text
+
+
+def test_module_modes_and_repr():
+    m = SpikeMask("attn.q")
+    m.configure(MaskConfig(ratio=0.5, sites=("attn.q",), mode="train"))
+    x = torch.ones(2, 3, 400)
+    m.train()
+    assert torch.count_nonzero(m(x)) < x.numel()
+    m.eval()
+    assert torch.equal(m(x), x), "mode='train' must not mask at inference"
+    m.configure(MaskConfig(ratio=0.5, sites=("attn.q",), mode="always", share_over_time=True, seed=3))
+    assert torch.count_nonzero(m(x)) < x.numel(), "mode='always' masks at inference (the papers' RSM)"
+    text = repr(m)
+    assert "site='attn.q'" in text and "ratio=0.5" in text and "mode=always" in text and "shared over T" in text
+
+
+def test_spikformer_masks_every_named_site_and_nothing_else():
+    model = sm.create_model("test_spikformer", mask={"ratio": 0.5, "sites": ["attn.q", "attn.scores"]})
+    ratios = {m.site: m.ratio for m in model.modules() if isinstance(m, SpikeMask)}
+    assert ratios == {"attn.q": 0.5, "attn.k": 0.0, "attn.scores": 0.5, "mlp.hidden": 0.0, "mlp.hidden_pre": 0.0}
+    assert "ratio=0.5" in repr(model) and "τ=0.5 on attn.q, attn.scores" in repr(model)
+
+
+def test_unknown_site_lists_valid_ones():
+    with pytest.raises(ValueError, match="attn.scores") as err:
+        sm.create_model("test_spikformer", mask={"ratio": 0.5, "sites": ["attn.score"]})
+    assert "Did you mean 'attn.scores'" in str(err.value)
+    model = sm.create_model("test_spikformer")
+    with pytest.raises(ValueError, match="Valid sites"):
+        sm.apply_rsm(model, ratio=0.2, sites=["mlp.hiden"])
+
+
+def test_apply_rsm_updates_config_and_modules():
+    model = sm.create_model("test_spikformer")
+    sm.apply_rsm(model, ratio=0.7, sites=["mlp.hidden"], share_over_time=True)
+    assert model.config.mask.ratio == 0.7 and model.config.mask.sites == ("mlp.hidden",)
+    assert model.config.mask.share_over_time
+    hidden = [m for m in model.modules() if isinstance(m, SpikeMask) and m.site == "mlp.hidden"]
+    assert hidden and all(m.ratio == 0.7 and m.share_over_time for m in hidden)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        sm.apply_rsm(model, ratio=1.0)
+    assert model.config.mask.ratio == 0.7, "a refused change leaves the model as it was"
+
+
+def _capture(model, names):
+    seen = {}
+    mods = dict(model.named_modules())
+
+    def record(name):
+        def hook(module, args, out):
+            seen[name] = (args, out)  # returns None: the output is left as it is
+
+        return hook
+
+    hooks = [mods[n].register_forward_hook(record(n)) for n in names]
+    return seen, hooks
+
+
+def test_scores_mask_acts_on_the_qk_product_consumed_by_sv(active_tiny):
+    model, x = active_tiny
+    sm.apply_rsm(model, ratio=0.5, sites=["attn.scores"], seed=0)
+    seen, hooks = _capture(model, ["blocks.0.attn.qk", "blocks.0.attn.sv", "blocks.0.attn.mask_scores"])
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    scores = seen["blocks.0.attn.qk"][1]
+    consumed = seen["blocks.0.attn.sv"][0][0]
+    assert consumed.shape == scores.shape  # [T, B, H, N, N]
+    kept = consumed != 0
+    assert torch.equal(consumed[kept], scores[kept]), "surviving scores are unchanged (no rescaling)"
+    realised = 1 - kept.sum().item() / (scores != 0).sum().item()
+    assert 0.4 < realised < 0.6
+
+
+def test_hidden_pre_masks_bn_output_before_the_lif(active_tiny):
+    model, x = active_tiny
+    sm.apply_rsm(model, ratio=0.5, sites=["mlp.hidden_pre"], seed=0)
+    seen, hooks = _capture(model, ["blocks.0.mlp.fc1_bn", "blocks.0.mlp.fc1_lif"])
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    bn_out = seen["blocks.0.mlp.fc1_bn"][1]
+    lif_in = seen["blocks.0.mlp.fc1_lif"][0][0]
+    zeroed = (lif_in == 0) & (bn_out != 0)
+    assert 0.4 < zeroed.float().mean().item() < 0.6
+    assert torch.equal(lif_in[lif_in != 0], bn_out[lif_in != 0])
+
+
+def test_masks_are_active_in_training_and_inference_by_default(active_tiny):
+    model, x = active_tiny
+    sm.apply_rsm(model, ratio=0.5, sites=["attn.q"])
+    seen, hooks = _capture(model, ["blocks.0.attn.mask_q"])
+    for training in (True, False):
+        seen.clear()
+        model.train(training)
+        with torch.no_grad():
+            model(x)
+        (inp,), out = seen["blocks.0.attn.mask_q"]
+        assert out.sum() < inp.sum(), f"mask inactive with training={training}"
+    for h in hooks:
+        h.remove()
+
+
+def test_seeded_masks_give_reproducible_inference(active_tiny):
+    model, x = active_tiny
+    sm.apply_rsm(model, ratio=0.5, seed=11)
+    with torch.no_grad():
+        a = model(x)
+        model.reseed_masks(11)
+        b = model(x)
+        model.reseed_masks(12)
+        c = model(x)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
