@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
+import math
 import os
 import platform
 import statistics
@@ -19,6 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+
+# importing SpikingJelly registers triton ops; without triton torch warns once per op (noise, not news)
+logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
 __all__ = [
     "Timing",
@@ -59,18 +64,27 @@ def set_threads(n: int | None) -> int:
 
 
 def interleaved(
-    fns: dict[str, Callable[[], Any]], *, repeat: int, number: int = 1, warmup: int = 1
+    fns: dict[str, Callable[[], Any]], *, repeat: int, number: int | None = None, warmup: int = 1,
+    min_block_s: float = 0.03,
 ) -> dict[str, Timing]:
     """Time every callable ``repeat`` rounds; in each round each one runs ``number`` times back to back.
 
     The order of the callables is rotated every round (no implementation always goes first, in a
-    cache warmed by the other). ``warmup`` untimed calls of each come first. Garbage is collected
-    before every timed block so that a collection triggered by one side is not billed to the other.
+    cache warmed by the other). ``warmup`` untimed calls of each come first (at least one).
+    ``number=None`` picks it from the slowest warm-up call so that a timed block lasts at least
+    ``min_block_s`` (short calls are timed in blocks, where the timer's and the scheduler's noise
+    matter less). Garbage is collected before every timed block so that a collection triggered by
+    one side is not billed to the other.
     """
     names = list(fns)
-    for _ in range(warmup):
+    slowest = 0.0
+    for _ in range(max(1, warmup)):
         for n in names:
+            t0 = time.perf_counter()
             fns[n]()
+            slowest = max(slowest, time.perf_counter() - t0)
+    if number is None:
+        number = max(1, math.ceil(min_block_s / max(slowest, 1e-9)))
     rounds: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeat):
         order = names[r % len(names):] + names[: r % len(names)]

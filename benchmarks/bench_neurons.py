@@ -8,7 +8,7 @@ What runs (all with the reset detached from the graph, sigmoid surrogate alpha 4
   ``neuron.IFNode(v_reset=None, detach_reset=True, step_mode='m')`` (soft reset, as our IF).
   SpikingJelly 2.0 has no ``backend=`` argument any more: on CPU the neuron calls a registered
   operator (``torch.ops.sj_lif.forward``) whose CPU autograd kernel is the Torch reference, a
-  per-step Python loop differentiated by autograd. That is the fastest (the only native) CPU path.
+  per-step Python loop differentiated by autograd. Every ``LIFNode``/``IFNode`` takes this path on CPU.
 * ``sj_simple``: ``neuron.SimpleLIFNode`` / ``SimpleIFNode``, SpikingJelly's other CPU path (the
   pure-PyTorch charge / fire / reset interface).
 
@@ -20,7 +20,8 @@ with an input that requires grad, then ``backward`` of a fixed upstream gradient
   part of a model's training memory that a neuron layer is responsible for between forward and
   backward; shown also as a multiple of the input's size.
 * ``peak``: peak extra bytes of the CPU allocator during forward + backward (``torch.profiler``
-  memory events), temporaries included.
+  memory events), temporaries and the ``dL/dx`` left in ``x.grad`` included; the input itself is
+  allocated before the probe and not counted.
 
 Run: ``.venv/bin/python benchmarks/bench_neurons.py [--quick] [--repeat N] [--threads N]``.
 """
@@ -31,7 +32,6 @@ import argparse
 from typing import Any, Callable
 
 import torch
-
 from _common import (
     fmt_bytes,
     fmt_ms,
@@ -53,7 +53,7 @@ SHAPES_FULL = [
     ("conv ndigits T8", (8, 32, 8, 32, 32)),
     ("conv dvs T4", (4, 2, 32, 128, 128)),
 ]
-SHAPES_QUICK = [SHAPES_FULL[1], SHAPES_FULL[3]]
+SHAPES_QUICK = [SHAPES_FULL[0], SHAPES_FULL[3]]
 
 
 def _make_impls(kind: str) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
@@ -103,7 +103,7 @@ def _check(impls, x: torch.Tensor, grad: torch.Tensor) -> dict[str, tuple[float,
     return out
 
 
-def bench_shape(kind: str, label: str, shape, repeat: int, number: int) -> dict[str, Any]:
+def bench_shape(kind: str, label: str, shape, repeat: int) -> dict[str, Any]:
     impls = _make_impls(kind)
     x, grad = _inputs(shape)
     x_leaf = x.clone().requires_grad_(True)
@@ -122,14 +122,14 @@ def bench_shape(kind: str, label: str, shape, repeat: int, number: int) -> dict[
 
         return run
 
-    t_fwd = interleaved({n: fwd(f) for n, f in impls.items()}, repeat=repeat, number=number, warmup=2)
-    t_bwd = interleaved({n: fwd_bwd(f) for n, f in impls.items()}, repeat=repeat, number=number, warmup=2)
+    t_fwd = interleaved({n: fwd(f) for n, f in impls.items()}, repeat=repeat, warmup=2)
+    t_bwd = interleaved({n: fwd_bwd(f) for n, f in impls.items()}, repeat=repeat, warmup=2)
 
     saved = {}
     peak = {}
     for n, f in impls.items():
         xs = x.clone().requires_grad_(True)
-        saved[n] = saved_tensor_bytes(lambda: f(xs))
+        saved[n] = saved_tensor_bytes(lambda f=f, xs=xs: f(xs))
 
         xp = x.clone().requires_grad_(True)  # outside the probe: only the neuron's own memory counts
 
@@ -193,7 +193,9 @@ def tables(results: list[dict[str, Any]]) -> str:
         out.append(format_table(
             ["shape", "input", "saved ours", "saved sj", "saved simple", "peak ours", "peak sj", "peak simple",
              "max |Δs| / |Δgrad|"],
-            rows_m, title=f"{name}: memory of forward+backward (saved for backward; allocator peak), x = multiple of input size"))
+            rows_m,
+            title=f"{name}: memory of forward+backward (saved for backward; allocator peak), "
+                  "x = multiple of input size"))
     return "\n".join(out)
 
 
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results = []
     for kind in ("lif", "if"):
         for label, shape in shapes:
-            results.append(bench_shape(kind, label, shape, repeat=repeat, number=1 if args.quick else 2))
+            results.append(bench_shape(kind, label, shape, repeat=repeat))
     text = tables(results)
     print(f"bench_neurons: torch threads = {threads}, rounds = {repeat}")
     print(text)

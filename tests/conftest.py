@@ -11,6 +11,15 @@ from torch import nn
 import spikemask as sm
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Test tensors are tiny: a second thread gains nothing, and OpenMP spin-waits crawl on busy cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def ndigits_root(tmp_path_factory) -> str:
     """A data root holding the full N-Digits set; also exported as ``SPIKEMASK_DATA`` for the session.

@@ -63,7 +63,9 @@ def rows_by_name(report):
 
 
 # ---------------------------------------------------------------- exact counts
-@pytest.mark.parametrize("k,s,p,d,groups", [(3, 1, 1, 1, 1), (3, 2, 1, 1, 1), (5, 2, 2, 1, 2), (3, 1, 2, 2, 1), (1, 1, 0, 1, 1)])
+@pytest.mark.parametrize(
+    "k,s,p,d,groups", [(3, 1, 1, 1, 1), (3, 2, 1, 1, 1), (5, 2, 2, 1, 2), (3, 1, 2, 2, 1), (1, 1, 0, 1, 1)]
+)
 def test_conv_count_is_border_aware_and_exact(k, s, p, d, groups):
     from spikemask.energy.counting import conv_weight_uses
 
@@ -88,7 +90,7 @@ def test_every_layer_of_a_model_matches_naive_counts(active_tiny):
     n = x.shape[1]
     for name, calls in capture_inputs(model, x).items():
         expected = 0.0
-        for module, args, out in calls:
+        for module, args, _ in calls:
             if isinstance(module, nn.Conv2d):
                 expected += naive_conv_uses(args[0] != 0, module)
             elif isinstance(module, nn.Linear):

@@ -115,6 +115,8 @@ def test_apply_rsm_updates_config_and_modules():
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         sm.apply_rsm(model, ratio=1.0)
     assert model.config.mask.ratio == 0.7, "a refused change leaves the model as it was"
+    sm.apply_rsm(model, sites="attn.q")  # a single site as a string
+    assert model.config.mask.sites == ("attn.q",)
 
 
 def _capture(model, names):

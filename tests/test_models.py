@@ -7,12 +7,11 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_active
 
 import spikemask as sm
 from spikemask.config import ConfigError, to_dict
 from spikemask.models import SpikformerConfig
-
-from conftest import make_active
 
 ALL = sm.list_models()
 

@@ -187,7 +187,7 @@ class MaskableMixin:
 def apply_rsm(
     model: nn.Module,
     ratio: float | None = None,
-    sites: list[str] | tuple[str, ...] | None = None,
+    sites: str | list[str] | tuple[str, ...] | None = None,
     *,
     site_ratios: dict[str, float] | None = None,
     mode: str | None = None,
@@ -202,6 +202,8 @@ def apply_rsm(
     """
     if not isinstance(model, MaskableMixin):
         raise TypeError(f"{type(model).__name__} has no Random Spike Masking sites")
+    if isinstance(sites, str):  # one site given as a string, not a list of its characters
+        sites = [sites]
     changes = dict(ratio=ratio, sites=None if sites is None else tuple(sites), site_ratios=site_ratios,
                    mode=mode, share_over_time=share_over_time, seed=seed)
     cfg = dataclasses.replace(model.config.mask, **{k: v for k, v in changes.items() if v is not None})

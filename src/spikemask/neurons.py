@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .surrogate import SURROGATES, spike_fn, surrogate_grad
+from .surrogate import SURROGATES, spike_fn, surrogate_grad_
 
 __all__ = ["NeuronConfig", "SpikingNeuron", "LIF", "IF", "make_neuron"]
 
@@ -80,43 +80,53 @@ class NeuronConfig:
 class _FusedMultiStep(torch.autograd.Function):
     """LIF (``leak = 1/tau``, hard reset) or IF (``leak = 0``, soft reset), reset detached.
 
-    Only the recurrence runs step by step (2-3 ops per step); input scaling, thresholding and
-    the surrogate derivative are computed for all T at once.
+    Only ``H`` is saved for backward. Both passes work step by step into preallocated outputs with
+    in-place ops, so no temporary ever has the size of the whole ``[T, ...]`` sequence.
     """
 
     @staticmethod
     def forward(ctx, x_seq, leak, v_th, v_reset, v_init, kind, alpha, hard_reset):
-        if hard_reset:  # H = V (1 - 1/tau) + (X + V_reset) / tau
-            drive = x_seq * leak + v_reset * leak if v_reset else x_seq * leak
-            carry = 1.0 - leak
-        else:  # H = V + X
-            drive, carry = x_seq, 1.0
         h_seq = torch.empty_like(x_seq)
+        spikes = torch.empty_like(x_seq)
+        carry = 1.0 - leak if hard_reset else 1.0
         v = torch.full_like(x_seq[0], v_init)
         for t in range(x_seq.shape[0]):
-            h = torch.add(drive[t], v, alpha=carry, out=h_seq[t])
+            h = h_seq[t]
+            if hard_reset:  # H = V (1 - 1/tau) + (X + V_reset) / tau
+                torch.mul(x_seq[t], leak, out=h).add_(v, alpha=carry)
+                if v_reset:
+                    h.add_(v_reset * leak)
+            else:  # H = V + X
+                torch.add(x_seq[t], v, out=h)
             fired = h >= v_th
-            v = h.masked_fill(fired, v_reset) if hard_reset else h - fired.to(h.dtype) * v_th
+            spikes[t].copy_(fired)
+            v = h.masked_fill(fired, v_reset) if hard_reset else h - spikes[t] * v_th
         ctx.save_for_backward(h_seq)
         ctx.cfg = (leak, v_th, kind, alpha, hard_reset)
-        return (h_seq >= v_th).to(x_seq.dtype)
+        return spikes
 
     @staticmethod
     def backward(ctx, grad_s):
         (h_seq,) = ctx.saved_tensors
         leak, v_th, kind, alpha, hard_reset = ctx.cfg
-        u = h_seq - v_th
-        grad_h = grad_s * surrogate_grad(u, kind, alpha)  # the spike path, all steps at once
         carry = 1.0 - leak if hard_reset else 1.0
-        # dL/dH[t] += dL/dH[t+1] carry dV[t]/dH[t]; the hard reset V = H (1 - S) + V_reset S
-        # passes dV/dH only where H[t] did not spike, the soft reset passes it always
-        gate = (u < 0).to(u.dtype) * carry if hard_reset else None
-        for t in range(h_seq.shape[0] - 2, -1, -1):
+        grad_x = torch.empty_like(h_seq)
+        grad_next = None  # dL/dH[t+1]
+        for t in range(h_seq.shape[0] - 1, -1, -1):
+            h = h_seq[t]
+            grad_h = surrogate_grad_(h - v_th, kind, alpha).mul_(grad_s[t])  # the spike path
+            if grad_next is not None:
+                # dL/dH[t] += dL/dH[t+1] carry dV[t]/dH[t]: the hard reset V = H (1 - S) + V_reset S
+                # passes dV/dH only where H[t] did not spike, the soft reset passes it always
+                if hard_reset:
+                    grad_h.add_(grad_next.masked_fill_(h >= v_th, 0.0), alpha=carry)
+                else:
+                    grad_h.add_(grad_next)
             if hard_reset:
-                grad_h[t].addcmul_(grad_h[t + 1], gate[t])
+                torch.mul(grad_h, leak, out=grad_x[t])
             else:
-                grad_h[t].add_(grad_h[t + 1])
-        grad_x = grad_h * leak if hard_reset else grad_h
+                grad_x[t].copy_(grad_h)
+            grad_next = grad_h
         return grad_x, None, None, None, None, None, None, None
 
 

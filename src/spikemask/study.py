@@ -51,7 +51,8 @@ class StudyConfig:
     ratios: masking ratios τ; 0 is the unmasked baseline (added if missing).
     time_steps: values of T.
     eval_mask_seeds: mask seeds for accuracy and energy (mean ± std).
-    energy_samples: test samples the energy is measured on (None: the whole test split).
+    energy_samples: test samples the energy is measured on (None: the whole test split); accuracy is
+        always measured on the whole test split.
     inference_only: also evaluate every unmasked model with RSM on at inference only.
     """
 
@@ -89,19 +90,25 @@ def _cell_config(study: StudyConfig, T: int, ratio: float) -> RunConfig:
     return from_dict(RunConfig, cell)
 
 
-def _energy_loader(study: StudyConfig, cfg: RunConfig, T: int) -> DataLoader:
+def _test_loaders(study: StudyConfig, cfg: RunConfig, T: int) -> tuple[DataLoader, DataLoader]:
+    """(accuracy: the whole test split, energy: its first ``energy_samples`` samples)."""
     ds = get_dataset(cfg.data.name, split="test", T=T, root=cfg.data.root, split_by=cfg.data.split_by,
                      binarize=cfg.data.binarize)
-    if study.energy_samples is not None:
-        ds = torch.utils.data.Subset(ds, range(min(study.energy_samples, len(ds))))
-    return DataLoader(ds, batch_size=cfg.data.eval_batch_size or cfg.data.batch_size, shuffle=False)
+    batch_size = cfg.data.eval_batch_size or cfg.data.batch_size
+    full = DataLoader(ds, batch_size=batch_size, shuffle=False)
+    if study.energy_samples is None:
+        return full, full
+    subset = torch.utils.data.Subset(ds, range(min(study.energy_samples, len(ds))))
+    return full, DataLoader(subset, batch_size=batch_size, shuffle=False)
 
 
-def _measure(model, cfg: RunConfig, study: StudyConfig, loader: DataLoader, device, label: str,
+def _measure(model, cfg: RunConfig, study: StudyConfig, loaders: tuple[DataLoader, DataLoader], device, label: str,
              progress: ProgressFactory) -> dict[str, Any]:
     seeds = list(range(study.eval_mask_seeds))
-    acc = evaluate(model, loader, device, mask_seeds=seeds, progress=progress, desc=f"{label} accuracy")
-    report = measure_energy(model, TimeFirstBatches(loader), config=cfg.energy, mask_seeds=seeds, device=device)
+    acc_loader, energy_loader = loaders
+    acc = evaluate(model, acc_loader, device, mask_seeds=seeds, progress=progress, desc=f"{label} accuracy")
+    report = measure_energy(model, TimeFirstBatches(energy_loader), config=cfg.energy, mask_seeds=seeds,
+                            device=device)
     return {"accuracy": acc, "energy": report}
 
 
@@ -161,9 +168,9 @@ def run_study(study: StudyConfig, *, progress: ProgressFactory = null_progress) 
             fit(cfg, resume=state == "partial", progress=progress)
         model, _ = load_model(cfg.run_dir / "last.pt")
         device = torch.device("cpu")
-        loader = _energy_loader(study, cfg, T)
+        loaders = _test_loaders(study, cfg, T)
         params = count_parameters(model)
-        measured = _measure(model, cfg, study, loader, device, label, progress)
+        measured = _measure(model, cfg, study, loaders, device, label, progress)
         kind = "Spikformer" if ratio == 0 else "Masked Spikformer"
         row = _row(kind, T, ratio, measured, params, cfg.run_dir)
         rows.append(row)
@@ -173,7 +180,7 @@ def run_study(study: StudyConfig, *, progress: ProgressFactory = null_progress) 
             if study.inference_only:
                 for r in study.ratios[1:]:
                     model.set_mask(dataclasses.replace(model.config.mask, ratio=r))
-                    m = _measure(model, cfg, study, loader, device, f"T={T} τ={r:g} (inference only)", progress)
+                    m = _measure(model, cfg, study, loaders, device, f"T={T} τ={r:g} (inference only)", progress)
                     rows.append(_row("Spikformer + RSM at inference", T, r, m, params, cfg.run_dir))
                     reports[f"T{T}_tau{r:g}_inference_only"] = m["energy"]
                 model.set_mask(dataclasses.replace(model.config.mask, ratio=0.0))

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-__all__ = ["SURROGATES", "surrogate_grad", "spike_fn"]
+__all__ = ["SURROGATES", "surrogate_grad", "surrogate_grad_", "spike_fn"]
 
 # name -> default alpha
 SURROGATES: dict[str, float] = {"sigmoid": 4.0, "atan": 2.0}
@@ -25,6 +25,17 @@ def surrogate_grad(x: torch.Tensor, kind: str, alpha: float) -> torch.Tensor:
     if kind == "atan":
         a = alpha / 2.0
         return a / (1.0 + (math.pi * a * x) ** 2)
+    raise ValueError(f"unknown surrogate {kind!r}; valid: {', '.join(SURROGATES)}")
+
+
+def surrogate_grad_(x: torch.Tensor, kind: str, alpha: float) -> torch.Tensor:
+    """:func:`surrogate_grad` computed in place on ``x`` (a scratch tensor); returns ``x``."""
+    if kind == "sigmoid":
+        sg = x.mul_(alpha).sigmoid_()
+        return sg.mul_(1.0 - sg).mul_(alpha)
+    if kind == "atan":
+        a = alpha / 2.0
+        return x.mul_(math.pi * a).square_().add_(1.0).reciprocal_().mul_(a)
     raise ValueError(f"unknown surrogate {kind!r}; valid: {', '.join(SURROGATES)}")
 
 

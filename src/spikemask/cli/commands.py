@@ -11,7 +11,7 @@ import torch
 from .main import emit_json
 from .progress import tqdm_progress
 from .render import render_energy, render_study
-from .tables import fmt_pm, format_table
+from .tables import format_table
 
 log = logging.getLogger("spikemask")
 
@@ -48,8 +48,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError("give --config FILE (or a preset name), or --resume CHECKPOINT; "
                          "presets: " + ", ".join(list_presets()))
     result = fit(cfg, resume=resume, progress=tqdm_progress)
+    if not result.is_main:  # torchrun: rank 0 reports
+        return 0
     f = result.final
-    print(f"run {result.run_dir}: test accuracy {fmt_pm(f['acc'], f['acc_std'])} % over {len(f['mask_seeds']) or 1} "
+    print(f"run {result.run_dir}: test accuracy {_acc_pm(f)} % over {len(f['mask_seeds']) or 1} "
           f"mask seed(s); best during training {result.best_acc:.2f} %")
     print(f"checkpoint (config inside): {result.checkpoint}")
     return 0
@@ -68,15 +70,16 @@ def _test_loader(data: str, root: str | None, T: int, data_opts: dict[str, Any],
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..masking import apply_rsm
     from ..train import evaluate, load_model
 
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     model, state = load_model(args.checkpoint)
     run_data = (state.get("run_config") or {}).get("data", {})
     data = args.data or run_data.get("name", "ndigits")
     if args.mask_ratio is not None:
         before = model.config.mask.describe()
-        apply_rsm(model, ratio=args.mask_ratio)
+        _override_ratio(model, args.mask_ratio)
         log.info("mask overridden: %s -> %s", before, model.config.mask.describe())
     opts = {k: run_data[k] for k in ("split_by", "binarize") if k in run_data}
     loader = _test_loader(data, args.root or run_data.get("root"), model.config.T, opts, args.batch_size)
@@ -86,9 +89,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
         emit_json(res)
     else:
         seeds = f" over {len(res['mask_seeds'])} mask seeds" if res["mask_seeds"] else " (no active mask)"
-        print(f"{model.variant} on {data} test: accuracy {fmt_pm(res['acc'], res['acc_std'])} %{seeds}; "
+        print(f"{model.variant} on {data} test: accuracy {_acc_pm(res)} %{seeds}; "
               f"loss {res['loss']:.4f}; mask: {res['mask']}")
     return 0
+
+
+def _override_ratio(model, ratio: float, sites: list[str] | None = None) -> None:
+    """``--mask-ratio``: τ on ``sites`` (default: every site the model names), replacing per-site ratios.
+
+    Without clearing ``site_ratios``, ``--mask-ratio 0`` would leave a checkpoint's per-site masks on.
+    """
+    from ..masking import apply_rsm
+
+    apply_rsm(model, ratio=ratio, sites=sites if sites is not None else sorted(model.config.mask.named_sites()),
+              site_ratios={})
+
+
+def _acc_pm(res: dict[str, Any]) -> str:
+    """``mean ± std`` whenever several mask seeds were evaluated (also when they agree: ``± 0.00``)."""
+    if len(res["mask_seeds"]) > 1:
+        return f"{res['acc']:.2f} ± {res['acc_std']:.2f}"
+    return f"{res['acc']:.2f}"
 
 
 def cmd_energy(args: argparse.Namespace) -> int:
@@ -114,8 +135,11 @@ def cmd_energy(args: argparse.Namespace) -> int:
         untrained = not args.dense
     else:
         raise ValueError("give --model NAME or --checkpoint FILE (`spikemask models` lists the names)")
-    if args.mask_ratio is not None or args.sites:
-        apply_rsm(model, ratio=args.mask_ratio, sites=args.sites.split(",") if args.sites else None)
+    sites = args.sites.split(",") if args.sites else None
+    if args.mask_ratio is not None:
+        _override_ratio(model, args.mask_ratio, sites)
+    elif sites:
+        apply_rsm(model, sites=sites)
     T = model.config.T
     if args.dense:
         report = dense_energy(model, T=T, config=energy_cfg)
@@ -145,7 +169,8 @@ def cmd_energy(args: argparse.Namespace) -> int:
         return 0
     print(render_energy(report))
     if untrained:
-        print("note: untrained weights (no --checkpoint): the firing rates, hence SOPs, are not those of a trained model")
+        print("note: untrained weights (no --checkpoint): the firing rates, hence SOPs, "
+              "are not those of a trained model")
     return 0
 
 

@@ -89,10 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     _setup_logging(args.quiet)
-    from . import commands
     from ..config import ConfigError
     from ..data import EventFileError
     from ..train import CheckpointError, NonFiniteLossError
+    from . import commands
 
     try:
         return getattr(commands, f"cmd_{args.command}")(args)

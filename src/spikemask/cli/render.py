@@ -32,10 +32,10 @@ def render_energy(report: dict[str, Any]) -> str:
         ["layer", "op", "input", "MACs/step", "rate", "mask τ nominal→realised", "SOPs", "MACs", "fr·T·MACs",
          "E (nJ)", "share %"], rows, align="lllrrlrrrrr")
     lines = [head, "", layer_table, ""]
-    std = (lambda k: f" ± {t[k + '_std']:.4g}" if t.get(k + "_std") else "")
+    std = f" ± {t['energy_mj_std']:.4g}" if t.get("energy_mj_std") else ""
     lines += [
-        f"compute energy: {t['energy_mj']:.4g}{std('energy_mj')} mJ/sample  = {cfg['e_ac_pj']} pJ x {fmt_num(t['sops'])} "
-        f"SOPs + {cfg['e_mac_pj']} pJ x {fmt_num(t['macs'])} MACs",
+        f"compute energy: {t['energy_mj']:.4g}{std} mJ/sample  = {cfg['e_ac_pj']} pJ x {fmt_num(t['sops'])} SOPs"
+        f" + {cfg['e_mac_pj']} pJ x {fmt_num(t['macs'])} MACs",
         f"same network as an ANN (dense MACs, one pass): {t['ann_energy_mj']:.4g} mJ "
         f"({fmt_num(t['ann_macs'])} MACs); SNN / ANN = {t['energy_mj'] / t['ann_energy_mj']:.3f}",
         f"not in the total: neuron updates {fmt_num(t['neuron_updates'])} → {t['neuron_energy_mj']:.4g} mJ; "
@@ -72,7 +72,8 @@ def render_study(result: dict[str, Any]) -> str:
         brow.append(["total"] + [f"{1e3 * r['energy_mj']:.2f}" for r in trained])
         out += ["", format_table(["layer group (µJ)"] + [f"τ={r['mask_ratio']:g}" for r in trained], brow,
                                  title=f"Where the energy goes, T={T} (trained models)")]
-    why = [[r["model"], r["T"], f"{r['mask_ratio']:g}", f"{1e3 * (r['saved_in_masked_layers_mj'] + r['saved_elsewhere_mj']):.2f}",
+    why = [[r["model"], r["T"], f"{r['mask_ratio']:g}",
+            f"{1e3 * (r['saved_in_masked_layers_mj'] + r['saved_elsewhere_mj']):.2f}",
             f"{1e3 * r['saved_in_masked_layers_mj']:.2f}", f"{1e3 * r['saved_elsewhere_mj']:.2f}"]
            for r in rows if r["mask_ratio"]]
     out += ["", format_table(["Model", "T", "τ", "saved (µJ)", "in layers reading masked spikes",

@@ -50,12 +50,14 @@ def decode_atis_bin(raw: bytes | np.ndarray, path: str | os.PathLike = "<bytes>"
     if marker.any():
         # every marker shifts all records after it: a running count of markers seen so far
         t = t + OVERFLOW_STEP_US * np.cumsum(marker)
-    keep = ~marker
-    events = np.empty(int(keep.sum()), dtype=EVENT_DTYPE)
-    events["t"] = t[keep]
-    events["x"] = rec[keep, 0]
-    events["y"] = y[keep]
-    events["p"] = (rec[keep, 2] >> 7) & 1
+        keep = ~marker
+        rec, t, y = rec[keep], t[keep], y[keep]
+    # (no markers, the usual case: plain column views, no masked copies)
+    events = np.empty(rec.shape[0], dtype=EVENT_DTYPE)
+    events["t"] = t
+    events["x"] = rec[:, 0]
+    events["y"] = y
+    events["p"] = rec[:, 2] >> 7
     return events
 
 

@@ -65,22 +65,26 @@ def events_to_frames(
     """Integrate an ``EVENT_DTYPE [N]`` stream into ``float32 [T, 2, H, W]`` per-pixel event counts.
 
     ``sensor_size`` is ``(H, W)``; every event must lie inside it (checked: an event outside would
-    otherwise be counted at a wrong pixel). Channel 0 = OFF, channel 1 = ON. One ``bincount`` over the
-    flat index ``slice * 2HW + p * HW + y * W + x``, so the total of the frames equals ``N``.
+    otherwise be counted at a wrong pixel). Channel 0 = OFF, channel 1 = ON. Slices are contiguous runs
+    of events, so each is one ``bincount`` of the pixel index ``p * HW + y * W + x``; the total of the
+    frames equals ``N``.
     """
     if not isinstance(T, (int, np.integer)) or isinstance(T, bool) or T < 1:
         raise ValueError(f"T must be a positive integer, got {T!r}")
     if events.dtype != EVENT_DTYPE or events.ndim != 1:
         raise ValueError(f"events_to_frames expects a 1-D EVENT_DTYPE array, got {events.dtype} {events.shape}")
     h, w = (int(s) for s in sensor_size)
-    x = events["x"].astype(np.int64)
-    y = events["y"].astype(np.int64)
-    p = events["p"].astype(np.int64)
-    if events.size and (x.max() >= w or y.max() >= h or p.max() > 1):
+    T = int(T)
+    x, y, p = events["x"], events["y"], events["p"]
+    if events.size and (int(x.max()) >= w or int(y.max()) >= h or int(p.max()) > 1):
         raise ValueError(
             f"events outside the {h}x{w} (HxW) sensor or with p > 1 (max x={x.max()}, y={y.max()}, p={p.max()})"
         )
-    s = slice_index(events["t"], int(T), split_by)
-    flat = ((s * 2 + p) * h + y) * w + x
-    counts = np.bincount(flat, minlength=int(T) * 2 * h * w)
-    return counts.reshape(int(T), 2, h, w).astype(np.float32)
+    # one small int32 pixel index for the whole stream, then one bincount per contiguous slice:
+    # no stream-sized int64 temporaries (the index fits: 2 * H * W < 2**31 for any sensor)
+    flat = (p.astype(np.int32) * h + y) * w + x
+    bounds = np.searchsorted(slice_index(events["t"], T, split_by), np.arange(T + 1))
+    frames = np.empty((T, 2 * h * w), dtype=np.float32)
+    for i in range(T):
+        frames[i] = np.bincount(flat[bounds[i]:bounds[i + 1]], minlength=2 * h * w)
+    return frames.reshape(T, 2, h, w)

@@ -35,11 +35,9 @@ ENCODINGS = (BINARY, INTEGER, REAL)  # ordered: a layer's encoding is the worst 
 
 def encoding_of(x: torch.Tensor) -> str:
     """``binary`` (all values 0/1), ``integer`` (whole numbers: counts, spike sums) or ``real``."""
-    if x.dtype == torch.bool:
+    if x.dtype == torch.bool or bool(((x == 0) | (x == 1)).all()):  # spikes: the common case, tested first
         return BINARY
-    if not torch.equal(x, x.round()):
-        return REAL
-    return BINARY if bool(((x == 0) | (x == 1)).all()) else INTEGER
+    return INTEGER if torch.equal(x, x.round()) else REAL
 
 
 @lru_cache(maxsize=256)
@@ -73,7 +71,7 @@ def conv_weight_uses(x: torch.Tensor, conv: nn.Conv1d | nn.Conv2d, out: torch.Te
     ``out_channels / groups`` output channels.
     """
     cover = conv_cover(conv, tuple(x.shape[2:]), tuple(out.shape[2:])).to(x.device)
-    per_position = weights.to(torch.float64).sum(dim=(0, 1))  # [*spatial]
+    per_position = weights.sum(dim=(0, 1), dtype=torch.float64)  # [*spatial]
     return float((per_position * cover).sum()) * (conv.out_channels // conv.groups)
 
 
@@ -86,7 +84,7 @@ def conv_dense_macs(conv: nn.Conv1d | nn.Conv2d, out: torch.Tensor) -> float:
 
 
 def linear_weight_uses(weights: torch.Tensor, linear: nn.Linear) -> float:
-    return float(weights.to(torch.float64).sum()) * linear.out_features
+    return float(weights.sum(dtype=torch.float64)) * linear.out_features
 
 
 def linear_dense_macs(x: torch.Tensor, linear: nn.Linear) -> float:

@@ -1,7 +1,7 @@
 """Model families. Importing this package registers every variant."""
 
-from .registry import build_model, count_parameters, create_model, list_models, model_info, register_model
 from . import spikformer  # noqa: F401  (registers the Spikformer variants)
+from .registry import build_model, count_parameters, create_model, list_models, model_info, register_model
 from .spikformer import Spikformer, SpikformerConfig
 
 __all__ = [

@@ -8,6 +8,7 @@ never leaves a half-written file or destroys the previous one) and read with
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,24 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``; clear errors for missing or corrupt files."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a directory; pass the .pt file inside it, e.g. last.pt")
     if not path.is_file():
-        hint = " (it is a directory; pass the .pt file inside it, e.g. last.pt)" if path.is_dir() else ""
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist{hint}")
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+    except pickle.UnpicklingError as exc:
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if unsafe:  # a well-formed pickle of arbitrary objects: loading it would run code from the file
+            raise CheckpointError(
+                f"refusing to load {str(path)!r}: it holds a Python object ({unsafe.group(1)}) besides tensors and "
+                f"plain values, which a spikemask checkpoint never does, and unpickling it could run code"
+            ) from None
+        # torch's message suggests weights_only=False; keep only the reason
+        reason = str(exc).partition("WeightsUnpickler error:")[2].strip().split("\n")[0] or "unreadable pickle"
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch file ({reason})") from None
+    # garbage bytes make the unpickler fail in many ways (a KeyError or IndexError as often as anything else)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, LookupError) as exc:
         raise CheckpointError(
             f"checkpoint {str(path)!r} is corrupt or not a PyTorch file ({type(exc).__name__}: {exc})"
         ) from None
@@ -62,7 +75,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{str(path)!r} is a PyTorch file but not a spikemask checkpoint (no format tag)")
     if state.get("version", 0) > VERSION:
         raise CheckpointError(
-            f"{str(path)!r} was written by a newer spikemask (checkpoint version {state['version']} > {VERSION}); upgrade"
+            f"{str(path)!r} was written by a newer spikemask (checkpoint version {state['version']} > {VERSION}); "
+            "upgrade spikemask to read it"
         )
     missing = [k for k in ("family", "model_config", "model") if k not in state]
     if missing:

@@ -46,7 +46,7 @@ def evaluate(
     device: torch.device,
     *,
     mask_seeds: list[int] | None = None,
-    info: DistInfo = DistInfo(),
+    info: DistInfo | None = None,
     max_batches: int | None = None,
     amp: bool = False,
     progress: ProgressFactory = null_progress,
@@ -58,6 +58,7 @@ def evaluate(
     seeded masks) and ``acc``/``acc_std`` are the mean and standard deviation over seeds. Without
     seeds, masks draw from the global generator. The model's mask settings are restored afterwards.
     """
+    info = info or DistInfo()
     net = getattr(model, "module", model)
     maskable = isinstance(net, MaskableMixin)
     original = dataclasses.replace(net.config.mask) if maskable else None
@@ -70,7 +71,8 @@ def evaluate(
             if seed is not None:
                 net.reseed_masks(seed)
             correct = total = loss_sum = 0.0
-            bar = progress(total=_length(loader, max_batches), desc=desc if seed is None else f"{desc} (mask seed {seed})",
+            bar = progress(total=_length(loader, max_batches),
+                           desc=desc if seed is None else f"{desc} (mask seed {seed})",
                            unit="batch", leave=False)
             for i, (x, y) in enumerate(loader):
                 if max_batches is not None and i >= max_batches:

@@ -8,7 +8,9 @@ Evaluation uses seeded masks of its own and never touches the training stream.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -34,13 +36,21 @@ from .evaluate import autocast, evaluate, time_first
 from .mixup import mix_batch, soft_cross_entropy
 from .schedule import lr_at, set_lr
 
-__all__ = ["fit", "FitResult", "NonFiniteLossError", "build_model_for", "resolved_config", "run_state", "seed_everything"]
+__all__ = [
+    "fit", "FitResult", "NonFiniteLossError", "build_model_for", "resolved_config", "run_state", "seed_everything",
+]
 
 log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint was kept."""
+    """The loss (or the weights) became NaN or infinite; the last good checkpoint was kept."""
+
+
+def _non_finite(what: str, last_good: Path | None, lr: float) -> NonFiniteLossError:
+    kept = f"the last good checkpoint is kept at {last_good}" if last_good else "no checkpoint was written yet"
+    return NonFiniteLossError(f"{what}; training stopped and {kept}. "
+                              f"Try a lower optim.lr (now {lr:.2e}) or set train.grad_clip.")
 
 
 @dataclass
@@ -50,6 +60,7 @@ class FitResult:
     best_acc: float
     final: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    is_main: bool = True  # False on the other ranks of a torchrun job (they write nothing)
 
 
 def seed_everything(seed: int) -> None:
@@ -169,6 +180,7 @@ def fit(cfg: RunConfig, *, resume: str | Path | bool = False, progress: Progress
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        _start_outputs(run_dir, history, fresh=not resume)
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     total = cfg.schedule.total_epochs
     num_classes = net.config.num_classes
@@ -176,19 +188,25 @@ def fit(cfg: RunConfig, *, resume: str | Path | bool = False, progress: Progress
         lr = lr_at(epoch, cfg.schedule, cfg.optim.lr)
         set_lr(optimizer, lr)
         t0 = time.perf_counter()
+        last_good = last if last.exists() else None
         stats = _train_epoch(model, train_loader, loader_gen, optimizer, cfg, epoch, num_classes, device,
-                             progress, last if last.exists() else None)
+                             progress, last_good)
+        # the last step of an epoch can break the weights with a finite loss: never save those as "good"
+        if not all(torch.isfinite(t).all() for t in net.state_dict().values() if t.is_floating_point()):
+            raise _non_finite(f"the weights became non-finite in epoch {epoch + 1}", last_good, lr)
         record = {"epoch": epoch, "lr": lr, **stats, "time_s": time.perf_counter() - t0}
         if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == total:
             ev = evaluate(model, test_loader, device, mask_seeds=[0], info=info, amp=cfg.train.amp,
                           max_batches=cfg.train.max_eval_batches, progress=progress, desc="test")
+            if not math.isfinite(ev["loss"]):
+                raise _non_finite(f"the test loss became {ev['loss']} after epoch {epoch + 1}", last_good, lr)
             record.update(test_acc=ev["acc"], test_loss=ev["loss"])
         history.append(record)
         is_best = record.get("test_acc", -1.0) > best_acc
         best_acc = max(best_acc, record.get("test_acc", -1.0))
-        log.info("epoch %d/%d lr %.2e loss %.4f train %.1f%% test %s", epoch + 1, total, lr, stats["train_loss"],
-                 stats["train_acc"], f"{record['test_acc']:.2f}%" if "test_acc" in record else "-")
         if info.is_main:
+            log.info("epoch %d/%d lr %.2e loss %.4f train %.1f%% test %s", epoch + 1, total, lr, stats["train_loss"],
+                     stats["train_acc"], f"{record['test_acc']:.2f}%" if "test_acc" in record else "-")
             append_jsonl(run_dir / "metrics.jsonl", record)
             extra = dict(epoch=epoch, optimizer=optimizer.state_dict(), best_acc=best_acc, history=history,
                          rng=torch.get_rng_state(), run_config=resolved)
@@ -199,7 +217,24 @@ def fit(cfg: RunConfig, *, resume: str | Path | bool = False, progress: Progress
                      amp=cfg.train.amp, max_batches=cfg.train.max_eval_batches, progress=progress, desc="final test")
     if info.is_main:
         atomic_write_json(run_dir / "final.json", {"final": final, "best_acc": best_acc, "epochs": total})
-    return FitResult(run_dir=run_dir, checkpoint=last, best_acc=best_acc, final=final, history=history)
+    return FitResult(run_dir=run_dir, checkpoint=last, best_acc=best_acc, final=final, history=history,
+                     is_main=info.is_main)
+
+
+def _start_outputs(run_dir: Path, history: list[dict[str, Any]], fresh: bool) -> None:
+    """Keep outputs of an earlier run in ``run_dir`` from mixing with this one's.
+
+    A fresh run removes them (a stale ``last.pt`` or ``final.json`` would make :func:`run_state` resume
+    or reuse the wrong run); a resumed run keeps exactly the metrics of the epochs its checkpoint holds.
+    """
+    (run_dir / "final.json").unlink(missing_ok=True)
+    if fresh:
+        if (run_dir / "last.pt").exists():
+            log.warning("fresh run in %s: replacing the earlier run there (resume it with --resume instead)", run_dir)
+        for name in ("last.pt", "best.pt", "metrics.jsonl"):
+            (run_dir / name).unlink(missing_ok=True)
+    else:
+        atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
 
 def _train_epoch(model, loader, loader_gen, optimizer, cfg: RunConfig, epoch: int, num_classes: int,
@@ -224,11 +259,8 @@ def _train_epoch(model, loader, loader_gen, optimizer, cfg: RunConfig, epoch: in
                 logits = model(x)
             loss = soft_cross_entropy(logits.float(), target)
             if not torch.isfinite(loss):
-                kept = f"the last good checkpoint is kept at {last_good}" if last_good else "no checkpoint was written yet"
-                raise NonFiniteLossError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; training stopped and {kept}. "
-                    f"Try a lower optim.lr (now {optimizer.param_groups[0]['lr']:.2e}) or set train.grad_clip."
-                )
+                raise _non_finite(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}", last_good,
+                                  optimizer.param_groups[0]["lr"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.train.grad_clip is not None:
