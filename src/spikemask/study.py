@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,9 @@ def load_study_config(source: str | Path | dict[str, Any], overrides: list[str] 
 def _cell_config(study: StudyConfig, T: int, ratio: float) -> RunConfig:
     base = to_dict(study.base)
     mask = merge(base["model"].get("mask", {}), {"ratio": ratio})
-    cell = merge(base, {"model": {"T": T, "mask": mask}, "out_dir": str(study.study_dir),
+    # the run's own final evaluation uses the study's mask seeds, so the study can reuse it
+    train = merge(base["train"], {"eval_mask_seeds": study.eval_mask_seeds})
+    cell = merge(base, {"model": {"T": T, "mask": mask}, "train": train, "out_dir": str(study.study_dir),
                         "name": f"T{T}_tau{int(round(ratio * 100)):02d}"})
     return from_dict(RunConfig, cell)
 
@@ -102,11 +105,22 @@ def _test_loaders(study: StudyConfig, cfg: RunConfig, T: int) -> tuple[DataLoade
     return full, DataLoader(subset, batch_size=batch_size, shuffle=False)
 
 
+def _final_accuracy(cfg: RunConfig, model, seeds: list[int]) -> dict[str, Any] | None:
+    """The accuracy ``fit`` already measured at the end of the run, if it is exactly the one wanted:
+    the whole test split, with these mask seeds (or no active mask)."""
+    if cfg.train.max_eval_batches is not None:
+        return None
+    final = json.loads((cfg.run_dir / "final.json").read_text())["final"]
+    wanted = seeds if model.config.mask.active else []
+    return final if final["mask_seeds"] == wanted else None
+
+
 def _measure(model, cfg: RunConfig, study: StudyConfig, loaders: tuple[DataLoader, DataLoader], device, label: str,
-             progress: ProgressFactory) -> dict[str, Any]:
+             progress: ProgressFactory, accuracy: dict[str, Any] | None = None) -> dict[str, Any]:
     seeds = list(range(study.eval_mask_seeds))
     acc_loader, energy_loader = loaders
-    acc = evaluate(model, acc_loader, device, mask_seeds=seeds, progress=progress, desc=f"{label} accuracy")
+    acc = accuracy or evaluate(model, acc_loader, device, mask_seeds=seeds, progress=progress,
+                               desc=f"{label} accuracy")
     report = measure_energy(model, TimeFirstBatches(energy_loader), config=cfg.energy, mask_seeds=seeds,
                             device=device)
     return {"accuracy": acc, "energy": report}
@@ -170,7 +184,8 @@ def run_study(study: StudyConfig, *, progress: ProgressFactory = null_progress) 
         device = torch.device("cpu")
         loaders = _test_loaders(study, cfg, T)
         params = count_parameters(model)
-        measured = _measure(model, cfg, study, loaders, device, label, progress)
+        accuracy = _final_accuracy(cfg, model, list(range(study.eval_mask_seeds)))
+        measured = _measure(model, cfg, study, loaders, device, label, progress, accuracy)
         kind = "Spikformer" if ratio == 0 else "Masked Spikformer"
         row = _row(kind, T, ratio, measured, params, cfg.run_dir)
         rows.append(row)

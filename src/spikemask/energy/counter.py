@@ -202,8 +202,9 @@ class EnergyCounter:
         enc = C.BINARY if C.BINARY in (enc_a, enc_b) else max(enc_a, enc_b, key=C.ENCODINGS.index)
         nnz_a, nnz_b = float((a != 0).sum()), float((b != 0).sum())
         fr = nnz_a / a.numel() * nnz_b / b.numel() * dense
-        return (dense, C.matmul_pairs(a, b), C.matmul_pairs(a, b, valued=True), fr, nnz_a + nnz_b, numel,
-                float(a.sum()) + float(b.sum()), enc)
+        exact = C.matmul_pairs(a, b)
+        valued = exact if enc_a == enc_b == C.BINARY else C.matmul_pairs(a, b, valued=True)
+        return dense, exact, valued, fr, nnz_a + nnz_b, numel, float(a.sum()) + float(b.sum()), enc
 
     def _weighted(self, name: str, module: nn.Module, x: torch.Tensor, out: torch.Tensor, steps: int) -> tuple:
         linear = isinstance(module, nn.Linear)
@@ -220,7 +221,10 @@ class EnergyCounter:
             return dense, full, full, dense * keep, x.numel() * keep, x.numel(), x.numel() * keep, enc
         nz = x != 0
         nnz = float(nz.sum())
-        return dense, uses(nz), uses(x), nnz / x.numel() * dense, nnz, x.numel(), float(x.sum()), C.encoding_of(x)
+        enc = C.encoding_of(x)
+        exact = uses(nz)
+        valued = exact if enc == C.BINARY else uses(x)  # spikes weigh 1: the same count
+        return dense, exact, valued, nnz / x.numel() * dense, nnz, x.numel(), float(x.sum()), enc
 
     def _mask_hook(self, name: str):
         def hook(module: SpikeMask, args: tuple, out: torch.Tensor) -> None:
