@@ -266,3 +266,10 @@ def test_load_yaml_empty_and_valid(tmp_path):
     ok = tmp_path / "ok.yaml"
     ok.write_text("a: 1\nb: {c: [x, y]}\n")
     assert load_yaml(str(ok)) == {"a": 1, "b": {"c": ["x", "y"]}}
+
+
+def test_a_study_preset_is_not_a_run_config():
+    from spikemask.train import load_run_config
+
+    with pytest.raises(ConfigError, match="spikemask demo --config demo_ndigits"):
+        load_run_config("demo_ndigits")

@@ -183,3 +183,20 @@ def test_rerun_reuses_finished_cells_and_retrains_changed_ones(study, capsys):
         assert yaml.safe_load((sd / cell / "config.yaml").read_text())["optim"]["lr"] == 0.002
         lines = (sd / cell / "metrics.jsonl").read_text().splitlines()
         assert len(lines) == 1  # a fresh run: the old run's metrics are gone, not appended to
+
+
+def test_study_reuses_the_runs_final_evaluation(ndigits_root, tmp_path, capsys):
+    """With full evaluations in the runs, the study takes their final accuracy (same mask seeds) as is."""
+    cfg_path = tmp_path / "study.yaml"
+    cfg_path.write_text(yaml.safe_dump(STUDY))
+    demo(capsys, cfg_path, tmp_path / "out", "base.train.max_eval_batches=null", "inference_only=false")
+    rows = json.loads((tmp_path / "out" / "tiny" / "results.json").read_text())["rows"]
+    for row, cell in zip(rows, ["T2_tau00", "T2_tau50"]):
+        final = json.loads((tmp_path / "out" / "tiny" / cell / "final.json").read_text())["final"]
+        assert (row["acc"], row["acc_std"]) == (final["acc"], final["acc_std"])
+        model, _ = load_model(tmp_path / "out" / "tiny" / cell / "last.pt")
+        test = DataLoader(get_dataset("ndigits", split="test", T=2), batch_size=100)
+        seeds = [0, 1] if model.config.mask.active else None
+        assert final["acc"] == pytest.approx(evaluate(model, test, torch.device("cpu"), mask_seeds=seeds)["acc"])
+    masked = json.loads((tmp_path / "out" / "tiny" / "T2_tau50" / "final.json").read_text())["final"]
+    assert masked["mask_seeds"] == [0, 1]

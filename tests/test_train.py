@@ -66,6 +66,14 @@ def test_same_config_gives_same_numbers(ndigits_root, tmp_path):
     assert not same_weights(weights(a.checkpoint), weights(c.checkpoint))
 
 
+def test_evaluating_does_not_change_training(ndigits_root, tmp_path):
+    """Evaluation must not draw from the generator the training masks use (seed: null)."""
+    every = fit(tiny(tmp_path, "every", *RANDOM, "schedule.epochs=3", "train.eval_every=1"))
+    last = fit(tiny(tmp_path, "last", *RANDOM, "schedule.epochs=3", "train.eval_every=3"))
+    assert same_weights(weights(every.checkpoint), weights(last.checkpoint))
+    assert [m["train_loss"] for m in metrics(every.run_dir)] == [m["train_loss"] for m in metrics(last.run_dir)]
+
+
 class Interrupt(Exception):
     pass
 

@@ -19,19 +19,21 @@ def plot_accuracy_vs_energy(rows: list[dict[str, Any]], path: str | Path, title:
 
     from .io import atomic_path
 
+    # µJ when the energies are small (the bundled data), mJ otherwise (the papers' unit)
+    scale, unit = (1e3, "µJ") if max(r["energy_mj"] for r in rows) < 0.1 else (1.0, "mJ")
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ts = sorted({r["T"] for r in rows})
     colours = {t: plt.cm.viridis(i / max(len(ts) - 1, 1) * 0.85) for i, t in enumerate(ts)}
     seen = set()
     for r in rows:
         label = f"{r['model']}, T={r['T']}"
-        ax.errorbar(r["energy_mj"], r["acc"], xerr=r["energy_mj_std"], yerr=r["acc_std"],
+        ax.errorbar(r["energy_mj"] * scale, r["acc"], xerr=r["energy_mj_std"] * scale, yerr=r["acc_std"],
                     marker=_MARKERS.get(r["model"], "x"), color=colours[r["T"]], linestyle="none", capsize=2,
                     markersize=7, label=None if label in seen else label)
         seen.add(label)
-        ax.annotate(f"τ={r['mask_ratio']:g}", (r["energy_mj"], r["acc"]), textcoords="offset points",
+        ax.annotate(f"τ={r['mask_ratio']:g}", (r["energy_mj"] * scale, r["acc"]), textcoords="offset points",
                     xytext=(5, 4), fontsize=7)
-    ax.set_xlabel("compute energy per sample (mJ, 45 nm estimate)")
+    ax.set_xlabel(f"compute energy per sample ({unit}, 45 nm estimate)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title or "Random Spike Masking: accuracy vs energy")
     ax.grid(alpha=0.3)

@@ -173,6 +173,9 @@ def preset_path(name_or_path: str | Path) -> Path:
 def load_run_config(source: str | Path | dict[str, Any] | None = None, overrides: list[str] = ()) -> RunConfig:
     """RunConfig from a YAML file / preset name / dict, with ``key=value`` overrides applied."""
     data = load_yaml(preset_path(source)) if isinstance(source, (str, Path)) else dict(source or {})
+    if "base" in data and "ratios" in data:
+        raise ConfigError(f"{str(source)!r} describes a study (a τ x T sweep), not one run: "
+                          f"run it with `spikemask demo --config {source}`")
     return from_dict(RunConfig, apply_overrides(data, list(overrides)))
 
 

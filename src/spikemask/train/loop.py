@@ -132,7 +132,10 @@ def _loaders(cfg: RunConfig, T: int, info: DistInfo) -> tuple[DataLoader, DataLo
         test_ds = Subset(test_ds, shard_indices(len(test_ds), info))
     else:
         train = DataLoader(train_ds, cfg.data.batch_size, shuffle=True, drop_last=True, generator=gen, **common)
-    test = DataLoader(test_ds, cfg.data.eval_batch_size or cfg.data.batch_size, shuffle=False, **common)
+    # a generator of its own: starting an epoch over a loader without one draws its base seed from
+    # torch's global generator, which the masks of the training run draw from too
+    test = DataLoader(test_ds, cfg.data.eval_batch_size or cfg.data.batch_size, shuffle=False,
+                      generator=torch.Generator().manual_seed(cfg.seed), **common)
     if len(train) == 0:
         raise ConfigError(f"data.batch_size={cfg.data.batch_size} is larger than the training split ({len(train_ds)})")
     return train, test, gen
