@@ -56,6 +56,18 @@ class Timing:
         return min(self.rounds), max(self.rounds)
 
 
+def parse_bench_args(argv: list[str] | None, description: str, quick_help: str, full_repeat: int):
+    """The options every benchmark takes; returns (args, threads set, timed rounds)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--repeat", type=int, default=None, help=f"timed rounds (default {full_repeat}, quick 3)")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: stable on a shared box)")
+    args = ap.parse_args(argv)
+    return args, set_threads(args.threads), args.repeat or (3 if args.quick else full_repeat)
+
+
 def set_threads(n: int | None) -> int:
     """Fix torch's intra-op threads (None: keep torch's default) and return the number in use."""
     if n is not None:

@@ -29,11 +29,10 @@ Run: ``.venv/bin/python benchmarks/bench_energy.py [--quick] [--repeat N] [--thr
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import torch
-from _common import fmt_ms, fmt_ratio, format_table, interleaved, ratio_stats, set_threads
+from _common import fmt_ms, fmt_ratio, format_table, interleaved, parse_bench_args, ratio_stats
 from torch import nn
 
 # (label, variant, T, batch, side, batches, mask ratio)
@@ -182,13 +181,7 @@ def tables(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="one small case, fewer rounds")
-    ap.add_argument("--repeat", type=int, default=None, help="timed rounds (default 5, quick 3)")
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: stable on a shared box)")
-    args = ap.parse_args(argv)
-    threads = set_threads(args.threads)
-    repeat = args.repeat or (3 if args.quick else 5)
+    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "one small case, fewer rounds", 5)
     cases = CASES_QUICK if args.quick else CASES_FULL
     results = [bench_case(*c, repeat=repeat, warmup=1) for c in cases]
     text = tables(results)

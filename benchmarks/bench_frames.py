@@ -24,7 +24,6 @@ Run: ``.venv/bin/python benchmarks/bench_frames.py [--quick] [--repeat N] [--thr
 
 from __future__ import annotations
 
-import argparse
 import ast
 import importlib.util
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from _common import fmt_ms, fmt_ratio, format_table, interleaved, ratio_stats, set_threads
+from _common import fmt_ms, fmt_ratio, format_table, interleaved, parse_bench_args, ratio_stats
 
 SJ_FUNCTIONS = (
     "integrate_events_segment_to_frame",
@@ -146,14 +145,7 @@ def tables(framing, atis) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="two sizes, fewer rounds")
-    ap.add_argument("--repeat", type=int, default=None, help="timed rounds (default 7, quick 3)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads (stated for completeness: the framing code is numpy)")
-    args = ap.parse_args(argv)
-    threads = set_threads(args.threads)
-    repeat = args.repeat or (3 if args.quick else 7)
+    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "two sizes, fewer rounds", 7)
     sizes = (10_000, 1_000_000) if args.quick else (10_000, 100_000, 1_000_000)
     sj = load_sj_functions()
     framing = bench_framing(sizes, T=16, sensor=(128, 128), repeat=repeat, sj=sj)

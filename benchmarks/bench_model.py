@@ -21,13 +21,21 @@ Run: ``.venv/bin/python benchmarks/bench_model.py [--quick] [--repeat N] [--thre
 
 from __future__ import annotations
 
-import argparse
 import copy
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _common import fmt_bytes, fmt_ms, fmt_ratio, format_table, interleaved, peak_alloc_bytes, ratio_stats, set_threads
+from _common import (
+    fmt_bytes,
+    fmt_ms,
+    fmt_ratio,
+    format_table,
+    interleaved,
+    parse_bench_args,
+    peak_alloc_bytes,
+    ratio_stats,
+)
 from torch import nn
 
 # (variant, T, batch, image side)
@@ -167,13 +175,7 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="N-Digits T 4 only, fewer rounds")
-    ap.add_argument("--repeat", type=int, default=None, help="timed rounds (default 7, quick 3)")
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: stable on a shared box)")
-    args = ap.parse_args(argv)
-    threads = set_threads(args.threads)
-    repeat = args.repeat or (3 if args.quick else 7)
+    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "N-Digits T 4 only, fewer rounds", 7)
     cases = CASES_QUICK if args.quick else CASES_FULL
     results = [bench_case(*c, repeat=repeat, warmup=1 if args.quick else 2) for c in cases]
     text = table(results)

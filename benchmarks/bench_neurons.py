@@ -28,7 +28,6 @@ Run: ``.venv/bin/python benchmarks/bench_neurons.py [--quick] [--repeat N] [--th
 
 from __future__ import annotations
 
-import argparse
 from typing import Any, Callable
 
 import torch
@@ -38,10 +37,10 @@ from _common import (
     fmt_ratio,
     format_table,
     interleaved,
+    parse_bench_args,
     peak_alloc_bytes,
     ratio_stats,
     saved_tensor_bytes,
-    set_threads,
 )
 
 # (label, shape): token tensors [T, B, N, D] and conv feature maps [T, B, C, H, W] of the
@@ -200,13 +199,7 @@ def tables(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="two shapes, fewer rounds")
-    ap.add_argument("--repeat", type=int, default=None, help="timed rounds per measurement (default 7, quick 3)")
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: stable on a shared box)")
-    args = ap.parse_args(argv)
-    threads = set_threads(args.threads)
-    repeat = args.repeat or (3 if args.quick else 7)
+    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "two shapes, fewer rounds", 7)
     shapes = SHAPES_QUICK if args.quick else SHAPES_FULL
     results = []
     for kind in ("lif", "if"):

@@ -119,7 +119,8 @@ def test_apply_rsm_updates_config_and_modules():
     assert model.config.mask.sites == ("attn.q",)
 
 
-def _capture(model, names):
+def _forward_capturing(model, x, names):
+    """Run ``model(x)`` without gradients; return ``{name: (args, output)}`` of the named submodules."""
     seen = {}
     mods = dict(model.named_modules())
 
@@ -130,17 +131,19 @@ def _capture(model, names):
         return hook
 
     hooks = [mods[n].register_forward_hook(record(n)) for n in names]
-    return seen, hooks
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
 
 
 def test_scores_mask_acts_on_the_qk_product_consumed_by_sv(active_tiny):
     model, x = active_tiny
     sm.apply_rsm(model, ratio=0.5, sites=["attn.scores"], seed=0)
-    seen, hooks = _capture(model, ["blocks.0.attn.qk", "blocks.0.attn.sv", "blocks.0.attn.mask_scores"])
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
+    seen = _forward_capturing(model, x, ["blocks.0.attn.qk", "blocks.0.attn.sv"])
     scores = seen["blocks.0.attn.qk"][1]
     consumed = seen["blocks.0.attn.sv"][0][0]
     assert consumed.shape == scores.shape  # [T, B, H, N, N]
@@ -153,11 +156,7 @@ def test_scores_mask_acts_on_the_qk_product_consumed_by_sv(active_tiny):
 def test_hidden_pre_masks_bn_output_before_the_lif(active_tiny):
     model, x = active_tiny
     sm.apply_rsm(model, ratio=0.5, sites=["mlp.hidden_pre"], seed=0)
-    seen, hooks = _capture(model, ["blocks.0.mlp.fc1_bn", "blocks.0.mlp.fc1_lif"])
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
+    seen = _forward_capturing(model, x, ["blocks.0.mlp.fc1_bn", "blocks.0.mlp.fc1_lif"])
     bn_out = seen["blocks.0.mlp.fc1_bn"][1]
     lif_in = seen["blocks.0.mlp.fc1_lif"][0][0]
     zeroed = (lif_in == 0) & (bn_out != 0)
@@ -168,16 +167,10 @@ def test_hidden_pre_masks_bn_output_before_the_lif(active_tiny):
 def test_masks_are_active_in_training_and_inference_by_default(active_tiny):
     model, x = active_tiny
     sm.apply_rsm(model, ratio=0.5, sites=["attn.q"])
-    seen, hooks = _capture(model, ["blocks.0.attn.mask_q"])
     for training in (True, False):
-        seen.clear()
         model.train(training)
-        with torch.no_grad():
-            model(x)
-        (inp,), out = seen["blocks.0.attn.mask_q"]
+        (inp,), out = _forward_capturing(model, x, ["blocks.0.attn.mask_q"])["blocks.0.attn.mask_q"]
         assert out.sum() < inp.sum(), f"mask inactive with training={training}"
-    for h in hooks:
-        h.remove()
 
 
 def test_seeded_masks_give_reproducible_inference(active_tiny):
