@@ -312,3 +312,17 @@ def test_default_root_from_environment(tmp_path, monkeypatch, built):
     assert default_data_root() == tmp_path / "env"
     monkeypatch.delenv("SPIKEMASK_DATA")
     assert default_data_root() == Path.home() / ".cache" / "spikemask"
+
+
+def test_data_from_an_older_emulator_is_regenerated(tmp_path):
+    from spikemask.data.dvs_emulator import EMULATOR_VERSION
+
+    final = ensure_ndigits(tmp_path, indices=[0, 1, 2])
+    manifest = json.loads((final / "manifest.json").read_text())
+    manifest["emulator_version"] = EMULATOR_VERSION - 1  # as if written by the previous emulator
+    (final / "manifest.json").write_text(json.dumps(manifest))
+    victim = next(final.glob("*/*/*.bin"))
+    victim.write_bytes(b"")  # the old output must not survive
+    ensure_ndigits(tmp_path, indices=[0, 1, 2])
+    assert json.loads((final / "manifest.json").read_text())["emulator_version"] == EMULATOR_VERSION
+    assert victim.stat().st_size > 0

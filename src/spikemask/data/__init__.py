@@ -1,26 +1,19 @@
-"""Event data: formats, framing, the DVS emulator, the bundled N-Digits set, and a data set registry.
+"""Data: event formats, framing, the DVS emulator, the bundled N-Digits set, the papers' data sets.
 
 ``get_dataset(name, split=..., T=...)`` returns a torch ``Dataset`` whose items are
-``(float32 [T, 2, H, W] event-count frames, int label)``; ``dataset_info(name)`` describes it without
-touching the disk. Only ``"ndigits"`` is registered so far; real sets (CIFAR10-DVS, DVS128 Gesture,
-N-Caltech101, ...) register here the same way: one :class:`DatasetInfo` and one factory each.
+``(float32 [T, 2, H, W] event-count frames, int label)`` for event sets and ``(float32 [3, H, W], int)``
+for image sets; ``dataset_info(name)`` describes a set without touching the disk.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from typing import Any, Callable
-
-from torch.utils.data import Dataset
-
-from ..config import ConfigError, close_matches_hint
-from .atis import read_atis_bin, write_atis_bin
+from .formats.atis import read_atis_bin, write_atis_bin
 from .dvs_emulator import EmulatorConfig, emulate_saccades, saccade_offsets
 from .events import EVENT_DTYPE, EventFileError, check_events, make_events
 from .frames import events_to_frames
 from .ndigits import NDigits, ensure_ndigits, load_digit_images, ndigits_split, read_manifest
 from .paths import default_data_root
+from .registry import DatasetInfo, dataset_info, get_dataset, list_datasets, register_dataset
 
 __all__ = [
     "DatasetInfo",
@@ -47,61 +40,37 @@ __all__ = [
 ]
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class DatasetInfo:
-    """What a model needs to know about a data set, without loading it."""
+def _register_all() -> None:
+    # readers are imported when a set is first built, not when spikemask.data is imported
+    sets = "spikemask.data.sets"
 
-    name: str
-    """Registry name (``"ndigits"``)."""
-    num_classes: int
-    in_channels: int
-    """Input channels per frame: 2 for event sets (OFF, ON), 3 for RGB images."""
-    sensor_size: tuple[int, int]
-    """Frame size ``(H, W)`` in pixels."""
-    class_names: tuple[str, ...]
+    def events(name, target, size, summary, num_classes, classes=()):
+        register_dataset(DatasetInfo(name=name, num_classes=num_classes, in_channels=2, sensor_size=size,
+                                     class_names=tuple(classes), summary=summary), f"{sets}.{target}")
 
-
-# name -> (info, factory(split=..., T=..., root=..., **opts) -> Dataset)
-_REGISTRY: dict[str, tuple[DatasetInfo, Callable[..., Dataset]]] = {}
-
-
-def register_dataset(info: DatasetInfo, factory: Callable[..., Dataset]) -> None:
-    """Add a data set; ``factory`` is called as ``factory(root=..., split=..., T=..., **opts)``."""
-    if info.name in _REGISTRY:
-        raise ValueError(f"data set {info.name!r} is already registered")
-    if len(info.class_names) != info.num_classes:
-        raise ValueError(f"{info.name}: {len(info.class_names)} class names for {info.num_classes} classes")
-    _REGISTRY[info.name] = (info, factory)
-
-
-def list_datasets() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def _entry(name: str) -> tuple[DatasetInfo, Callable[..., Dataset]]:
-    if name not in _REGISTRY:
-        hint = close_matches_hint(name, _REGISTRY)
-        raise ConfigError(f"unknown data set {name!r}.{hint} Valid data sets: {', '.join(list_datasets())}")
-    return _REGISTRY[name]
+    register_dataset(DatasetInfo(name="ndigits", num_classes=10, in_channels=2, sensor_size=(32, 32),
+                                 class_names=tuple(str(d) for d in range(10)),
+                                 summary="bundled: scikit-learn digits through a DVS emulator"), NDigits)
+    events("cifar10dvs", "cifar10dvs:CIFAR10DVS", (128, 128), "CIFAR10-DVS, AEDAT 2.0", 10,
+           ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"))
+    events("dvs128_gesture", "dvs128_gesture:DVS128Gesture", (128, 128), "DVS128 Gesture, AEDAT 3.1 clips", 11,
+           ("hand_clapping", "right_hand_wave", "left_hand_wave", "right_arm_clockwise",
+            "right_arm_counter_clockwise", "left_arm_clockwise", "left_arm_counter_clockwise", "arm_roll",
+            "air_drums", "air_guitar", "other_gestures"))
+    events("nmnist", "atis_sets:NMNIST", (34, 34), "N-MNIST, 40-bit ATIS", 10, [str(d) for d in range(10)])
+    events("ncaltech101", "atis_sets:NCaltech101", (180, 240), "N-Caltech101, 40-bit ATIS", 101)
+    events("ncars", "other_sets:NCARS", (100, 120), "N-CARS, Prophesee .dat", 2, ("background", "cars"))
+    events("asl_dvs", "other_sets:ASLDVS", (180, 240), "ASL-DVS, MATLAB .mat", 24, "abcdefghiklmnopqrstuvwxy")
+    events("action_recognition", "other_sets:ActionRecognition", (260, 346),
+           "PAF action recognition, DAVIS346 AEDAT 2.0", 10,
+           ("arm_crossing", "get_up", "jumping", "kicking", "picking_up", "sit_down", "throwing",
+            "turning_around", "walking", "waving"))
+    for name, classes in (("cifar10", 10), ("cifar100", 100)):
+        register_dataset(DatasetInfo(name=name, num_classes=classes, in_channels=3, sensor_size=(32, 32),
+                                     kind="images", summary=f"{name.upper()}, python pickle batches"),
+                         f"{sets}.images:CIFAR", name=name)
+    register_dataset(DatasetInfo(name="imagenet", num_classes=1000, in_channels=3, sensor_size=(224, 224),
+                                 kind="images", summary="ILSVRC-2012, class folders (PIL)"), f"{sets}.images:ImageNet")
 
 
-def dataset_info(name: str) -> DatasetInfo:
-    return _entry(name)[0]
-
-
-def get_dataset(name: str, *, split: str, T: int, root: str | os.PathLike | None = None, **opts: Any) -> Dataset:
-    """Build data set ``name`` (``split`` ``"train"``/``"test"``, ``T`` frames); ``root`` defaults to
-    :func:`default_data_root`; ``opts`` go to the data set (e.g. ``split_by``, ``binarize``, ``progress``)."""
-    return _entry(name)[1](root=root, split=split, T=T, **opts)
-
-
-register_dataset(
-    DatasetInfo(
-        name="ndigits",
-        num_classes=10,
-        in_channels=2,
-        sensor_size=(32, 32),
-        class_names=tuple(str(d) for d in range(10)),
-    ),
-    NDigits,
-)
+_register_all()

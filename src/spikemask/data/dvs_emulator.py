@@ -33,6 +33,10 @@ from .events import EVENT_DTYPE
 
 __all__ = ["EmulatorConfig", "saccade_offsets", "emulate_saccades"]
 
+# Bump whenever a code change alters the events emitted for the same config: data sets record it
+# in their manifest and are rebuilt instead of silently reused with the old output.
+EMULATOR_VERSION = 1
+
 _SLACK = np.float32(1e-3)  # in units of C; far above float32 rounding of log intensities (~1e-6)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from .events import EVENT_DTYPE
 
-__all__ = ["events_to_frames", "slice_index", "FRAMES_VERSION"]
+__all__ = ["events_to_frames", "resize_events", "slice_bounds", "slice_index", "FRAMES_VERSION"]
 
 # bump whenever the framing changes its output, so that every frame cache keyed on it is rebuilt
 FRAMES_VERSION = 1
@@ -34,29 +34,39 @@ FRAMES_VERSION = 1
 SplitBy = Literal["number", "time"]
 
 
-def slice_index(t: np.ndarray, T: int, split_by: SplitBy = "number") -> np.ndarray:
-    """Slice (frame) index in ``0..T-1`` of every event; ``t`` is the ``[N]`` time-sorted timestamps.
+def slice_bounds(t: np.ndarray, T: int, split_by: SplitBy = "number") -> np.ndarray:
+    """``int64 [T + 1]``: slice ``i`` holds events ``bounds[i]:bounds[i+1]`` of the time-sorted ``t``.
 
-    Returns ``int64 [N]``. Slices are contiguous runs of events, as in SpikingJelly.
+    Computed from the slice edges alone (no per-event index): ``number`` by arithmetic, ``time`` by
+    one ``searchsorted`` of the T - 1 inner edges.
     """
     n = t.shape[0]
+    bounds = np.empty(T + 1, dtype=np.int64)
+    bounds[T] = n
     if split_by == "number":
         di = n // T
-        if di == 0:
-            return np.full(n, T - 1, dtype=np.int64)
-        # i*di <= k < (i+1)*di -> i; everything past (T-1)*di is the last slice's remainder
-        return np.minimum(np.arange(n, dtype=np.int64) // di, T - 1)
+        bounds[:T] = np.arange(T) * di if di else 0  # di = 0: every event in the last slice
+        return bounds
     if split_by == "time":
         if n == 0:
-            return np.zeros(0, dtype=np.int64)
+            bounds[:] = 0
+            return bounds
         t = t.astype(np.int64, copy=False)
-        if np.any(np.diff(t) < 0):
+        if np.any(t[1:] < t[:-1]):
             raise ValueError("events_to_frames(split_by='time') needs events sorted by time")
         dt = int(t[-1] - t[0]) // T
-        if dt == 0:
-            return np.full(n, T - 1, dtype=np.int64)
-        return np.minimum((t - t[0]) // dt, T - 1)
+        if dt == 0:  # the stream spans fewer than T us: every bin is empty but the extended last one
+            bounds[:T] = 0
+            return bounds
+        bounds[0] = 0
+        bounds[1:T] = np.searchsorted(t, t[0] + np.arange(1, T) * dt, side="left")  # half-open bins
+        return bounds
     raise ValueError(f"split_by must be 'number' or 'time', got {split_by!r}")
+
+
+def slice_index(t: np.ndarray, T: int, split_by: SplitBy = "number") -> np.ndarray:
+    """Slice (frame) index in ``0..T-1`` of every event (``int64 [N]``); slices are contiguous runs."""
+    return np.repeat(np.arange(T, dtype=np.int64), np.diff(slice_bounds(t, T, split_by)))
 
 
 def events_to_frames(
@@ -83,8 +93,21 @@ def events_to_frames(
     # one small int32 pixel index for the whole stream, then one bincount per contiguous slice:
     # no stream-sized int64 temporaries (the index fits: 2 * H * W < 2**31 for any sensor)
     flat = (p.astype(np.int32) * h + y) * w + x
-    bounds = np.searchsorted(slice_index(events["t"], T, split_by), np.arange(T + 1))
+    bounds = slice_bounds(events["t"], T, split_by)
     frames = np.empty((T, 2 * h * w), dtype=np.float32)
     for i in range(T):
         frames[i] = np.bincount(flat[bounds[i]:bounds[i + 1]], minlength=2 * h * w)
     return frames.reshape(T, 2, h, w)
+
+
+def resize_events(events: np.ndarray, sensor_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Map events from a ``sensor_size`` (H, W) grid onto a ``size`` (h, w) grid by scaling coordinates.
+
+    ``x' = floor(x * w / W)``, ``y' = floor(y * h / H)``: every event lands in exactly one output pixel,
+    so framed counts are conserved (a 2x downsampling sums each 2x2 block), unlike interpolating frames.
+    """
+    (H, W), (h, w) = (int(s) for s in sensor_size), (int(s) for s in size)
+    out = events.copy()
+    out["x"] = (events["x"].astype(np.int64) * w // W).astype(out["x"].dtype)
+    out["y"] = (events["y"].astype(np.int64) * h // H).astype(out["y"].dtype)
+    return out

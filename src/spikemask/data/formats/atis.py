@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_write_bytes
-from .events import EVENT_DTYPE, EventFileError, check_events
+from ...io import atomic_write_bytes
+from ..events import EVENT_DTYPE, EventFileError, check_events
 
 __all__ = ["read_atis_bin", "write_atis_bin", "encode_atis_bin", "decode_atis_bin", "OVERFLOW_Y", "OVERFLOW_STEP_US"]
 

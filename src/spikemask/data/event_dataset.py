@@ -1,0 +1,153 @@
+"""The base of every real event data set: list a split's samples, read their events, frame, cache.
+
+A subclass says where its files live and how they are split (``_samples``) and how one sample's
+events are read (``_read``); everything else — framing as SpikingJelly does, optional resizing and
+binarisation, the on-disk cache, progress, and the error that explains a missing data set — is here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .cache import FrameCache, files_fingerprint
+from .frames import FRAMES_VERSION, events_to_frames, resize_events
+from .paths import default_data_root
+
+if TYPE_CHECKING:
+    from . import DatasetInfo
+
+__all__ = ["EventSample", "EventFrameDataset", "DatasetNotFoundError", "stratified_split"]
+
+log = logging.getLogger(__name__)
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The data set's files are not where they were looked for; the message says what is expected."""
+
+
+@dataclass(frozen=True)
+class EventSample:
+    """One sample: a file (or a time window of one, for clips cut from recordings) and its label."""
+
+    file: Path
+    label: int
+    start_us: int | None = None
+    end_us: int | None = None
+
+    def name(self, root: Path) -> str:
+        rel = self.file.relative_to(root).as_posix()
+        return rel if self.start_us is None else f"{rel}[{self.start_us}:{self.end_us}]"
+
+
+def stratified_split(labels: np.ndarray, split: str, test_fraction: float, seed: int) -> np.ndarray:
+    """Indices of ``split`` for sets without an official split: per class, a seeded permutation
+    sends ``round(test_fraction * n)`` samples to test. Deterministic for a given seed."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(labels.shape[0], dtype=bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        test[rng.permutation(idx)[: int(round(test_fraction * idx.size))]] = True
+    return np.flatnonzero(test if split == "test" else ~test)
+
+
+class EventFrameDataset(Dataset):
+    """Frames ``float32 [T, 2, H, W]`` (per-pixel event counts, OFF then ON) and integer labels.
+
+    root: the data set's own folder (default ``$SPIKEMASK_DATA/<folder>``); cache_root: where frame
+    caches go (default ``$SPIKEMASK_DATA/cache``, so a read-only data folder works). size: resize
+    to ``(H, W)`` by scaling event coordinates (counts are kept exactly).
+    """
+
+    name: ClassVar[str]  # the registry name; ``info`` comes from the registry
+    folder: ClassVar[str]  # default sub-folder of the data root
+    layout: ClassVar[str]  # the expected files, shown when they are missing
+    source: ClassVar[str]  # where to obtain them
+    version: ClassVar[int] = 1  # bump when reading or splitting changes
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        split: str = "train",
+        T: int = 16,
+        split_by: str = "number",
+        binarize: bool = False,
+        size: tuple[int, int] | list[int] | None = None,
+        *,
+        cache_root: str | os.PathLike | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        if split not in self.splits:
+            raise ValueError(f"{self.info.name}: split must be one of {', '.join(self.splits)}, got {split!r}")
+        if not isinstance(T, int) or isinstance(T, bool) or T < 1:
+            raise ValueError(f"T must be a positive integer, got {T!r}")
+        if split_by not in ("number", "time"):
+            raise ValueError(f"split_by must be 'number' or 'time', got {split_by!r}")
+        self.root = Path(root) if root is not None else default_data_root() / self.folder
+        self.split, self.T, self.split_by, self.binarize = split, T, split_by, bool(binarize)
+        self.size = tuple(int(s) for s in size) if size is not None else tuple(self.info.sensor_size)
+        if not self.root.is_dir():
+            raise self.missing(f"{self.root} does not exist")
+        self.samples = self._samples(split)
+        if not self.samples:
+            raise self.missing(f"no {split} samples found under {self.root}")
+        key = {
+            "dataset": self.info.name, "version": self.version, "split": split, "T": T, "split_by": split_by,
+            "binarize": self.binarize, "size": list(self.size), "frames_version": FRAMES_VERSION,
+            "files": files_fingerprint(sorted({s.file for s in self.samples}), self.root),
+        }
+        label = f"{self.info.name}-{split}-T{T}-{split_by}"
+        self.cache = FrameCache(Path(cache_root) if cache_root else default_data_root() / "cache", label, key)
+        self.prepare(progress)
+        self.labels = self.cache.labels  # int64 [N], in sample order
+
+    @property
+    def info(self) -> "DatasetInfo":
+        from .registry import dataset_info
+
+        return dataset_info(self.name)
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _samples(self, split: str) -> list[EventSample]:
+        raise NotImplementedError
+
+    def _read(self, sample: EventSample) -> np.ndarray:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------
+    def missing(self, what: str) -> DatasetNotFoundError:
+        return DatasetNotFoundError(
+            f"{self.info.name}: {what}.\nExpected layout under the data set folder (--root / data.root):\n"
+            f"{self.layout}\nObtain it from {self.source} (spikemask never downloads data)."
+        )
+
+    def prepare(self, progress: Callable[[int], None] | None = None) -> None:
+        """Build the frame cache if needed (``progress(n)`` after every n samples)."""
+        if not self.cache.ready:
+            log.info("framing %d %s samples of %s (T=%d, by %s)", len(self.samples), self.split, self.info.name,
+                     self.T, self.split_by)
+            self.cache.build(len(self.samples), self._make, progress)
+
+    def _make(self, i: int) -> tuple[np.ndarray, int, str]:
+        sample = self.samples[i]
+        events = self._read(sample)
+        if self.size != tuple(self.info.sensor_size):
+            events = resize_events(events, self.info.sensor_size, self.size)
+        frames = events_to_frames(events, self.T, self.size, self.split_by)
+        if self.binarize:
+            frames = np.minimum(frames, 1.0)
+        return frames, sample.label, sample.name(self.root)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return torch.from_numpy(self.cache.load(i).astype(np.float32)), int(self.labels[i])
