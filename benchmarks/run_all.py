@@ -20,6 +20,7 @@ import bench_energy
 import bench_frames
 import bench_model
 import bench_neurons
+import bench_readers
 from _common import format_table, machine_info, set_threads
 
 BENCHMARKS = {
@@ -27,6 +28,7 @@ BENCHMARKS = {
     "model": bench_model,
     "energy": bench_energy,
     "frames": bench_frames,
+    "readers": bench_readers,
 }
 HERE = Path(__file__).resolve().parent
 
@@ -50,7 +52,8 @@ def render(results: dict[str, dict[str, Any]], info: dict[str, Any], quick: bool
         _machine_table(info),
     ]
     titles = {"neurons": "Neurons (multi-step LIF / IF)", "model": "Spikformer training step and inference",
-              "energy": "Energy counting overhead and SynOp cross-check", "frames": "Event framing and ATIS reading"}
+              "energy": "Energy counting overhead and SynOp cross-check", "frames": "Event framing and ATIS reading",
+              "readers": "AEDAT readers (CIFAR10-DVS, DVS128 Gesture)"}
     for name, res in results.items():
         lines += ["", f"## {titles[name]}", "",
                   f"torch threads {res['threads']}, {res['repeat']} timed rounds, {seconds[name]:.0f} s wall.", "",

@@ -174,6 +174,56 @@ def cmd_energy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from ..data import dataset_info, get_dataset, list_datasets
+    from ..data.inspect import describe_dataset
+
+    if args.data_command == "list":
+        infos = [dataset_info(n) for n in list_datasets()]
+        if args.json:
+            emit_json([{"name": i.name, "kind": i.kind, "classes": i.num_classes, "size": list(i.sensor_size),
+                        "summary": i.summary} for i in infos])
+            return 0
+        rows = [[i.name, i.kind, i.num_classes, f"{i.sensor_size[0]}x{i.sensor_size[1]}", i.summary] for i in infos]
+        print(format_table(["data set", "kind", "classes", "H x W", "format"], rows, align="llrrl"))
+        return 0
+    if args.data_command == "info":
+        d = describe_dataset(args.name, args.root, max_samples=args.samples)
+        if args.json:
+            emit_json(d)
+            return 0
+        print(f"{d['name']}: {d['summary']}; {d['num_classes']} classes, {d['sensor_size'][0]}x{d['sensor_size'][1]}")
+        splits = list(d["splits"])
+        names = list(d["splits"][splits[0]]["per_class"])
+        rows = [[c] + [d["splits"][s]["per_class"].get(c, 0) for s in splits] for c in names]
+        rows.append(["total"] + [d["splits"][s]["samples"] for s in splits])
+        print(format_table(["class"] + splits, rows))
+        for s in splits:
+            e = d["splits"][s].get("events")
+            if e:
+                print(f"{s}: {e['events_mean']:.0f} events per sample (min {e['events_min']}, max {e['events_max']}), "
+                      f"{e['duration_ms_mean']:.1f} ms, {100 * e['on_fraction']:.1f} % ON, x <= {e['x_max']}, "
+                      f"y <= {e['y_max']} (over {e['samples_read']} samples)")
+        return 0
+    opts = dict(root=args.root, split_by=args.split_by, binarize=args.binarize)
+    if args.size:
+        opts["size"] = tuple(args.size)
+    for split in args.splits:
+        if args.name == "ndigits":  # builds itself on construction; report progress as it goes
+            bar = tqdm_progress(desc=f"{args.name} {split}", unit="sample")
+            ds = get_dataset(args.name, split=split, T=args.T, progress=bar.update, **opts)
+            bar.close()
+        else:
+            ds = get_dataset(args.name, split=split, T=args.T, prepare=False, **opts)
+            if hasattr(ds, "prepare"):
+                bar = tqdm_progress(total=len(ds), desc=f"{args.name} {split} T={args.T}", unit="sample")
+                ds.prepare(progress=bar.update)
+                bar.close()
+        where = getattr(getattr(ds, "cache", None), "path", None) or getattr(ds, "cache_file", None)
+        print(f"{args.name} {split}: {len(ds)} samples ready" + (f" (frames cached in {where})" if where else ""))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..study import load_study_config, run_study
 

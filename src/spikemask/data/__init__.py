@@ -7,9 +7,9 @@ for image sets; ``dataset_info(name)`` describes a set without touching the disk
 
 from __future__ import annotations
 
-from .formats.atis import read_atis_bin, write_atis_bin
 from .dvs_emulator import EmulatorConfig, emulate_saccades, saccade_offsets
 from .events import EVENT_DTYPE, EventFileError, check_events, make_events
+from .formats.atis import read_atis_bin, write_atis_bin
 from .frames import events_to_frames
 from .ndigits import NDigits, ensure_ndigits, load_digit_images, ndigits_split, read_manifest
 from .paths import default_data_root

@@ -102,9 +102,10 @@ class FrameCache:
             labels, sources = [], []
             for i in range(count):
                 frames, label, source = make(i)
-                if frames.size and frames.max() > np.iinfo(np.uint16).max:
-                    raise ValueError(f"{source}: {int(frames.max())} events at one pixel in one slice overflow the cache")
-                small = frames.astype(np.uint8 if frames.size == 0 or frames.max() <= 255 else np.uint16)
+                peak = int(frames.max()) if frames.size else 0
+                if peak > np.iinfo(np.uint16).max:
+                    raise ValueError(f"{source}: {peak} events at one pixel in one slice overflow the frame cache")
+                small = frames.astype(np.uint8 if peak <= 255 else np.uint16)
                 np.savez_compressed(tmp / f"{i:06d}.npz", frames=small)
                 labels.append(int(label))
                 sources.append(source)

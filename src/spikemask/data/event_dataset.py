@@ -84,6 +84,7 @@ class EventFrameDataset(Dataset):
         *,
         cache_root: str | os.PathLike | None = None,
         progress: Callable[[int], None] | None = None,
+        prepare: bool = True,
     ) -> None:
         if split not in self.splits:
             raise ValueError(f"{self.info.name}: split must be one of {', '.join(self.splits)}, got {split!r}")
@@ -106,8 +107,9 @@ class EventFrameDataset(Dataset):
         }
         label = f"{self.info.name}-{split}-T{T}-{split_by}"
         self.cache = FrameCache(Path(cache_root) if cache_root else default_data_root() / "cache", label, key)
-        self.prepare(progress)
-        self.labels = self.cache.labels  # int64 [N], in sample order
+        self.labels = np.array([s.label for s in self.samples], dtype=np.int64)  # [N], in sample order
+        if prepare:  # prepare=False: list the samples only (``spikemask data info``), frame later
+            self.prepare(progress)
 
     @property
     def info(self) -> "DatasetInfo":
@@ -128,6 +130,10 @@ class EventFrameDataset(Dataset):
             f"{self.info.name}: {what}.\nExpected layout under the data set folder (--root / data.root):\n"
             f"{self.layout}\nObtain it from {self.source} (spikemask never downloads data)."
         )
+
+    def read_events(self, i: int) -> np.ndarray:
+        """The raw events of sample ``i`` (before resizing and framing)."""
+        return self._read(self.samples[i])
 
     def prepare(self, progress: Callable[[int], None] | None = None) -> None:
         """Build the frame cache if needed (``progress(n)`` after every n samples)."""

@@ -36,9 +36,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ..io import atomic_path, atomic_write_json
-from .formats.atis import encode_atis_bin, read_atis_bin
 from .dvs_emulator import EMULATOR_VERSION, EmulatorConfig, emulate_saccades
 from .events import check_events
+from .formats.atis import encode_atis_bin, read_atis_bin
 from .frames import FRAMES_VERSION, events_to_frames
 from .paths import default_data_root
 
@@ -252,6 +252,7 @@ class NDigits(Dataset):
         binarize: bool = False,
         *,
         progress: Callable[[int], None] | None = None,
+        prepare: bool = True,  # accepted for the registry's interface; this small set always frames at once
     ) -> None:
         if split not in SPLIT_DIRS:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -286,6 +287,10 @@ class NDigits(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return torch.from_numpy(self.frames[i].astype(np.float32)), int(self.labels[i])
+
+    def read_events(self, i: int) -> np.ndarray:
+        """The raw events of sample ``i``."""
+        return read_atis_bin(self.data_dir / self.files[i], SENSOR_SIZE)
 
     def _load_cache(self) -> bool:
         try:

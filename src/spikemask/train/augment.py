@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["random_translate"]
+__all__ = ["random_translate", "batch_transform"]
 
 
 def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -23,3 +23,19 @@ def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator
         y0, x0 = max_shift - dy, max_shift - dx
         out[i] = padded[i, ..., y0:y0 + H, x0:x0 + W]
     return out
+
+
+def _identity(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    return x
+
+
+def batch_transform(name: str):
+    """The batch transform ``name`` of ``spikemask.data.augment`` as ``f(x, generator) -> x``.
+
+    Imported only when a transform other than ``none`` is asked for.
+    """
+    if name == "none":
+        return _identity
+    from ..data.augment import get_augment
+
+    return get_augment(name)

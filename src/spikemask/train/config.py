@@ -29,10 +29,17 @@ __all__ = [
 class DataConfig:
     """Which data set and how it is framed and batched.
 
-    name: registered data set (``spikemask data`` lists them; ``ndigits`` is bundled).
-    root: where the data lives; None uses ``$SPIKEMASK_DATA`` or ``~/.cache/spikemask``.
+    name: registered data set (``spikemask data list``; ``ndigits`` is bundled).
+    root: the data set's folder; None uses ``$SPIKEMASK_DATA/<name>`` (``$SPIKEMASK_DATA`` defaults to
+        ``~/.cache/spikemask``).
     split_by: slice the event stream into T frames of equal event ``number`` or equal ``time``.
     binarize: clip per-pixel counts to 0/1 (default: counts, as the papers).
+    size: resize event frames to ``[H, W]`` by scaling event coordinates (counts are kept); None: sensor size.
+    augment: training batch augmentation (``spikemask.data.augment``: ``none``, ``flip``,
+        ``spikformer_event``, ``nda``, ``cifar``, ``imagenet``), the same transform for all T frames.
+    eval_transform: applied to evaluation batches (image sets: ``cifar_eval`` / ``imagenet_eval``
+        normalisation, matching the training policy's).
+    options: data-set-specific options (e.g. ``{protocol: tebn}`` for CIFAR10-DVS's other split).
     batch_size / eval_batch_size: per process (None: same as batch_size).
     num_workers: DataLoader worker processes.
     translate: random shift of whole clips by up to this many pixels (0: off); same for all T frames.
@@ -42,6 +49,10 @@ class DataConfig:
     root: str | None = None
     split_by: Literal["number", "time"] = "number"
     binarize: bool = False
+    size: tuple[int, int] | None = None
+    augment: str = "none"
+    eval_transform: str = "none"
+    options: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 16
     eval_batch_size: int | None = None
     num_workers: int = 0
@@ -50,6 +61,18 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if self.size is not None and min(self.size) < 1:
+            raise ValueError(f"data.size must be two positive integers [H, W], got {list(self.size)}")
+
+    def dataset_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``get_dataset`` besides name, split and T."""
+        opts: dict[str, Any] = dict(root=self.root, split_by=self.split_by, binarize=self.binarize, **self.options)
+        if self.size is not None:
+            opts["size"] = tuple(self.size)
+        return opts
+
+    def frame_size(self, sensor_size: tuple[int, int]) -> tuple[int, int]:
+        return tuple(self.size) if self.size is not None else tuple(sensor_size)
 
 
 @dataclass(kw_only=True)

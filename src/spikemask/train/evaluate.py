@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import statistics
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,7 @@ def evaluate(
     amp: bool = False,
     progress: ProgressFactory = null_progress,
     desc: str = "eval",
+    transform: Callable[[torch.Tensor, Any], torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Top-1 accuracy (%) and loss of ``model`` on ``loader``.
 
@@ -77,7 +78,8 @@ def evaluate(
             for i, (x, y) in enumerate(loader):
                 if max_batches is not None and i >= max_batches:
                     break
-                x, y = time_first(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                x = time_first(transform(x, None) if transform is not None else x)
                 with autocast(device, amp):
                     logits = model(x)
                 loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))

@@ -28,7 +28,7 @@ from ..data import dataset_info, get_dataset
 from ..io import append_jsonl, atomic_write_json, atomic_write_text
 from ..models import create_model
 from ..progress import ProgressFactory, null_progress
-from .augment import random_translate
+from .augment import batch_transform, random_translate
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .distributed import DistInfo, init_distributed, resolve_device, shard_indices
@@ -79,11 +79,12 @@ def build_model_for(cfg: RunConfig) -> nn.Module:
     mc = model.config
     if mc.num_classes != info.num_classes:
         raise ConfigError(f"model.num_classes={mc.num_classes} but {info.name} has {info.num_classes} classes")
-    if mc.in_channels != info.in_channels or (mc.img_size, mc.img_size) != tuple(info.sensor_size):
+    h, w = cfg.data.frame_size(info.sensor_size)
+    if mc.in_channels != info.in_channels or (mc.img_size, mc.img_size) != (h, w):
         raise ConfigError(
             f"{name} takes {mc.in_channels}x{mc.img_size}x{mc.img_size} inputs but {info.name} gives "
-            f"{info.in_channels}x{info.sensor_size[0]}x{info.sensor_size[1]}; set model.img_size/in_channels "
-            f"or pick a model made for this data (`spikemask models`)"
+            f"{info.in_channels}x{h}x{w}; set data.size (event sets are resized by scaling coordinates), "
+            f"model.img_size / model.in_channels, or pick a model made for this data (`spikemask models`)"
         )
     return model
 
@@ -120,7 +121,7 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 
 
 def _loaders(cfg: RunConfig, T: int, info: DistInfo) -> tuple[DataLoader, DataLoader, torch.Generator]:
-    opts = dict(root=cfg.data.root, split_by=cfg.data.split_by, binarize=cfg.data.binarize)
+    opts = cfg.data.dataset_options()
     train_ds = get_dataset(cfg.data.name, split="train", T=T, **opts)
     test_ds = get_dataset(cfg.data.name, split="test", T=T, **opts)
     gen = torch.Generator()
@@ -200,6 +201,7 @@ def fit(cfg: RunConfig, *, resume: str | Path | bool = False, progress: Progress
         record = {"epoch": epoch, "lr": lr, **stats, "time_s": time.perf_counter() - t0}
         if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == total:
             ev = evaluate(model, test_loader, device, mask_seeds=[0], info=info, amp=cfg.train.amp,
+                          transform=batch_transform(cfg.data.eval_transform),
                           max_batches=cfg.train.max_eval_batches, progress=progress, desc="test")
             if not math.isfinite(ev["loss"]):
                 raise _non_finite(f"the test loss became {ev['loss']} after epoch {epoch + 1}", last_good, lr)
@@ -217,6 +219,7 @@ def fit(cfg: RunConfig, *, resume: str | Path | bool = False, progress: Progress
             if is_best:
                 save_checkpoint(best_path, net, **extra)
     final = evaluate(model, test_loader, device, mask_seeds=list(range(cfg.train.eval_mask_seeds)), info=info,
+                     transform=batch_transform(cfg.data.eval_transform),
                      amp=cfg.train.amp, max_batches=cfg.train.max_eval_batches, progress=progress, desc="final test")
     if info.is_main:
         atomic_write_json(run_dir / "final.json", {"final": final, "best_acc": best_acc, "epochs": total})
@@ -247,7 +250,10 @@ def _train_epoch(model, loader, loader_gen, optimizer, cfg: RunConfig, epoch: in
     loader_gen.manual_seed(epoch_seed)  # data order (and worker seeds) of this epoch
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(epoch)
+    if hasattr(loader.dataset, "set_epoch"):  # load-time randomness (ImageNet crops) replays per epoch
+        loader.dataset.set_epoch(epoch)
     aug_gen = torch.Generator().manual_seed(epoch_seed + 1)
+    augment = batch_transform(cfg.data.augment)
     loss_sum = correct = seen = 0.0
     n = len(loader) if cfg.train.max_train_batches is None else min(len(loader), cfg.train.max_train_batches)
     bar = progress(total=n, desc=f"epoch {epoch + 1}/{cfg.schedule.total_epochs}", unit="batch", leave=False)
@@ -255,9 +261,11 @@ def _train_epoch(model, loader, loader_gen, optimizer, cfg: RunConfig, epoch: in
         for step, (x, y) in enumerate(loader):
             if step >= n:
                 break
-            x = random_translate(x, cfg.data.translate, aug_gen)
+            # augmentation runs batched on the device; every random draw comes from the epoch's generator
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x = augment(random_translate(x, cfg.data.translate, aug_gen), aug_gen)
             x, target = mix_batch(x, y, num_classes=num_classes, cfg=cfg.train, epoch=epoch, generator=aug_gen)
-            x, y, target = time_first(x.to(device, non_blocking=True)), y.to(device), target.to(device)
+            x = time_first(x)
             with autocast(device, cfg.train.amp):
                 logits = model(x)
             loss = soft_cross_entropy(logits.float(), target)

@@ -100,7 +100,7 @@ def _check(events: np.ndarray, sensor: tuple[int, int], path, header_bytes: int,
         if i is None:
             raise
         j = i if record is None else int(record[i])
-        raise EventFileError(f"{err} (record {j} at byte offset {header_bytes + RECORD_BYTES * j})") from None
+        raise EventFileError(f"{err}, at record {j} (byte offset {header_bytes + RECORD_BYTES * j})") from None
 
 
 def _first_fault(events: np.ndarray, sensor: tuple[int, int]) -> int | None:
@@ -120,12 +120,14 @@ def decode_cifar10dvs(payload: np.ndarray) -> np.ndarray:
     formats.md 1.1). Address bits 15-31 are ignored, as SpikingJelly ignores them.
     """
     rec = _records(payload)
-    addr = rec["address"].astype(np.uint32)  # one native-endian copy, shifted three times
+    # bits 0-14 lie in the address's last two bytes (big-endian): work on those uint8 columns only,
+    # and 127 - v == ~v & 0x7F for a 7-bit v (no wider temporaries)
+    b2, b3 = payload.reshape(-1, RECORD_BYTES)[:, 2], payload.reshape(-1, RECORD_BYTES)[:, 3]
     events = np.empty(rec.size, dtype=EVENT_DTYPE)
     events["t"] = rec["t"]
-    events["x"] = 127 - ((addr >> 8) & 0x7F)
-    events["y"] = 127 - ((addr >> 1) & 0x7F)
-    events["p"] = 1 - (addr & 1)
+    events["x"] = ~b2 & 0x7F  # 127 - y_field
+    events["y"] = ~b3 >> 1  # 127 - x_field (the top bit of ~b3 is shifted out)
+    events["p"] = ~b3 & 1  # 1 - p_raw
     return events
 
 

@@ -137,29 +137,35 @@ def read_aedat31(path: str | os.PathLike, sensor_size: tuple[int, int] = GESTURE
 
     def where(j: int) -> str:
         pk = int(np.searchsorted(first, j, side="right")) - 1
-        return f"byte offset {starts[pk] + POLARITY_SIZE * (j - int(first[pk]))} (packet of byte offset " \
-               f"{starts[pk] - PACKET_HEADER.size})"
+        at = starts[pk] + POLARITY_SIZE * (j - int(first[pk]))
+        return f"byte offset {at} (in the packet at byte offset {starts[pk] - PACKET_HEADER.size})"
 
-    data = rec["data"]
+    data, ts = rec["data"], rec["ts"]
+    kept = None  # index into rec of each event kept; None while that is all of them (the usual case)
     valid = (data & 1).astype(bool)
-    kept = np.flatnonzero(valid)
-    if kept.size != rec.size:
+    if not valid.all():
+        kept = np.flatnonzero(valid)
         log.warning("%s: dropped %d invalid polarity events (SpikingJelly's load_aedat_v3 keeps them)",
                     path, rec.size - kept.size)
-        data = data[kept]
+        data, ts = data[kept], ts[kept]
     if data.size == 0:
         raise EventFileError(
             f"{path}: no valid polarity events ({n_packets} packets, {len(starts)} of type {POLARITY_TYPE}, "
             f"{rec.size} polarity events before the valid-bit filter)"
         )
-    ts = rec["ts"] if kept.size == rec.size else rec["ts"][kept]
-    neg = np.flatnonzero(ts < 0)
-    if neg.size:
-        raise EventFileError(f"{path}: negative timestamp {ts[neg[0]]} at {where(int(kept[neg[0]]))}")
+
+    def orig(i) -> int:
+        return int(i) if kept is None else int(kept[i])
+
+    if ts.min() < 0:  # timestamps are 31-bit: bit 31 of the time lives in eventTSOverflow
+        i = int(np.argmax(ts < 0))
+        raise EventFileError(f"{path}: negative timestamp {ts[i]} at {where(orig(i))}")
     events = np.empty(data.size, dtype=EVENT_DTYPE)
-    overflow = np.repeat(np.asarray(overflows, dtype=np.int64) << 31, count)
-    events["t"] = ts | (overflow if kept.size == rec.size else overflow[kept])
-    events["x"] = (data >> 17) & 0x7FFF
+    events["t"] = ts
+    if any(overflows):  # only recordings longer than 2**31 us (35.8 min) get here
+        overflow = np.repeat(np.asarray(overflows, dtype=np.int64) << 31, count)
+        events["t"] |= overflow if kept is None else overflow[kept]
+    events["x"] = data >> 17
     events["y"] = (data >> 2) & 0x7FFF
     events["p"] = (data >> 1) & 1
     try:
@@ -171,7 +177,7 @@ def read_aedat31(path: str | os.PathLike, sensor_size: tuple[int, int] = GESTURE
             bad = np.flatnonzero(np.diff(events["t"]) < 0) + 1
         if not bad.size:
             raise
-        raise EventFileError(f"{err}, at {where(int(kept[bad[0]]))}") from None
+        raise EventFileError(f"{err}, at {where(orig(bad[0]))}") from None
 
 
 def read_gesture_labels(path: str | os.PathLike) -> np.ndarray:

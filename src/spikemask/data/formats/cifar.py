@@ -31,7 +31,14 @@ import numpy as np
 from ...io import atomic_write_bytes
 from .image_folder import ImageFileError
 
-__all__ = ["CIFAR_LAYOUT", "load_cifar", "read_cifar_pickle", "encode_cifar_pickle", "write_cifar_batch", "write_cifar_meta"]
+__all__ = [
+    "CIFAR_LAYOUT",
+    "load_cifar",
+    "read_cifar_pickle",
+    "encode_cifar_pickle",
+    "write_cifar_batch",
+    "write_cifar_meta",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +52,14 @@ CIFAR_LAYOUT: dict[str, tuple[str, dict[str, tuple[str, ...]], str, bytes, bytes
         b"label_names",
         10,
     ),
-    "cifar100": ("cifar-100-python", {"train": ("train",), "test": ("test",)}, "meta", b"fine_labels", b"fine_label_names", 100),
+    "cifar100": (
+        "cifar-100-python",
+        {"train": ("train",), "test": ("test",)},
+        "meta",
+        b"fine_labels",
+        b"fine_label_names",
+        100,
+    ),
 }
 
 try:  # NumPy 2 moved numpy.core to numpy._core; importing the old name only warns
@@ -61,12 +75,20 @@ _ALLOWED = {
 }
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    pass
+
+
+# what a damaged (truncated, bit-flipped) pickle makes the unpickler or numpy's __setstate__ raise
+_CORRUPT = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, struct.error)
+
+
 class _NdarrayOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"refused global {module}.{name} (only numpy arrays are allowed)") from None
+            raise _RefusedGlobal(f"refused global {module}.{name} (only numpy arrays are allowed)") from None
 
 
 def read_cifar_pickle(path: str | os.PathLike) -> dict:
@@ -80,9 +102,9 @@ def read_cifar_pickle(path: str | os.PathLike) -> dict:
         raise ImageFileError(f"{path}: empty file")
     try:
         obj = _NdarrayOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except pickle.UnpicklingError as err:
+    except _RefusedGlobal as err:
         raise ImageFileError(f"{path}: not a safe CIFAR pickle: {err}") from err
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, struct.error) as err:
+    except _CORRUPT as err:
         raise ImageFileError(f"{path}: corrupt pickle ({type(err).__name__}: {err}); truncated download?") from err
     if not isinstance(obj, dict):
         raise ImageFileError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
@@ -174,15 +196,18 @@ def _p_ndarray(a: np.ndarray) -> bytes:
     a = np.ascontiguousarray(a)
     dims = b"".join(_p_int(d) for d in a.shape)
     shape = dims + _TUPLE_N[a.ndim] if a.ndim in _TUPLE_N else b"(" + dims + b"t"  # (MARK ... TUPLE)
-    dtype = (  # numpy.dtype("u1", 0, 1) with state (3, "|", None, None, None, -1, -1, 0)
-        _p_global("numpy", "dtype") + _p_bytes(b"u1") + _p_int(0) + _p_int(1) + b"\x87R"
-        + b"(" + _p_int(3) + _p_bytes(b"|") + b"NNN" + _p_int(-1) + _p_int(-1) + _p_int(0) + b"tb"
-    )
-    return (  # _reconstruct(ndarray, (0,), "b") then state (1, shape, dtype, fortran=False, raw bytes)
-        _p_global("numpy.core.multiarray", "_reconstruct") + _p_global("numpy", "ndarray")
-        + _p_int(0) + b"\x85" + _p_bytes(b"b") + b"\x87R"
-        + b"(" + _p_int(1) + shape + dtype + b"\x89" + _p_bytes(a.tobytes()) + b"tb"
-    )
+    # one line per value the opcodes build (the formatter would put one opcode per line)
+    # fmt: off
+    dtype = b"".join([
+        _p_global("numpy", "dtype"), _p_bytes(b"u1"), _p_int(0), _p_int(1), b"\x87R",  # dtype("u1", 0, 1)
+        b"(", _p_int(3), _p_bytes(b"|"), b"NNN", _p_int(-1), _p_int(-1), _p_int(0), b"tb",  # state 3, "|", ...
+    ])
+    return b"".join([
+        _p_global("numpy.core.multiarray", "_reconstruct"),  # _reconstruct(ndarray, (0,), "b")
+        _p_global("numpy", "ndarray"), _p_int(0), b"\x85", _p_bytes(b"b"), b"\x87R",
+        b"(", _p_int(1), shape, dtype, b"\x89", _p_bytes(a.tobytes()), b"tb",  # (1, shape, dtype, False, raw)
+    ])
+    # fmt: on
 
 
 def _p_value(v: Any) -> bytes:
@@ -214,8 +239,8 @@ def write_cifar_batch(
     """Write ``images`` (``uint8 [N, 3, 32, 32]``) and ``labels`` as one batch file, atomically.
 
     Without ``coarse_labels`` this is a CIFAR-10 batch (``b"labels"``); with them a CIFAR-100 one
-    (``b"fine_labels"``, ``b"coarse_labels"``). File names are made up (``image_<i>.png``), as the keys
-    the real files carry but nothing here reads.
+    (``b"fine_labels"``, ``b"coarse_labels"``). ``b"batch_label"`` and ``b"filenames"`` (``image_<i>.png``)
+    are filled in because the real files have them, although the reader ignores them.
     """
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, 32, 32):
@@ -243,5 +268,8 @@ def write_cifar_meta(
     if coarse_names is None:
         obj = {b"num_cases_per_batch": 10000, b"label_names": [n.encode() for n in class_names], b"num_vis": 3072}
     else:
-        obj = {b"fine_label_names": [n.encode() for n in class_names], b"coarse_label_names": [n.encode() for n in coarse_names]}
+        obj = {
+            b"fine_label_names": [n.encode() for n in class_names],
+            b"coarse_label_names": [n.encode() for n in coarse_names],
+        }
     return atomic_write_bytes(path, encode_cifar_pickle(obj))

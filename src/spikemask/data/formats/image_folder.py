@@ -29,7 +29,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFileError", "scan_image_folder", "load_image", "center_crop_box", "random_resized_crop_box"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageFileError",
+    "scan_image_folder",
+    "load_image",
+    "center_crop_box",
+    "random_resized_crop_box",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +51,19 @@ class ImageFileError(ValueError):
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(
-        f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".") and f.is_file()
-    )
+    # scandir: the file type comes with the listing, no stat per file (ImageNet train has 1.28 M)
+    with os.scandir(folder) as it:
+        names = [
+            e.name
+            for e in it
+            if e.name.lower().endswith(IMAGE_EXTENSIONS) and not e.name.startswith(".") and e.is_file()
+        ]
+    return [folder / n for n in sorted(names)]
 
 
 def _class_dirs(folder: Path) -> list[str]:
-    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    with os.scandir(folder) as it:
+        return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
 
 
 def _by_class(folder: Path, classes: list[str]) -> tuple[list[Path], np.ndarray]:
@@ -59,7 +72,9 @@ def _by_class(folder: Path, classes: list[str]) -> tuple[list[Path], np.ndarray]
     labels: list[int] = []
     for wnid in _class_dirs(folder):
         if wnid not in index:
-            raise ImageFileError(f"{folder / wnid}: class folder {wnid!r} is not one of the {len(classes)} train classes")
+            raise ImageFileError(
+                f"{folder / wnid}: class folder {wnid!r} is not one of the {len(classes)} train classes"
+            )
         found = _images_in(folder / wnid)
         if not found:  # torchvision refuses empty classes too: usually a broken extraction
             raise ImageFileError(f"{folder / wnid}: class folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
@@ -207,7 +222,12 @@ def load_image(
             img = im.convert("RGB")  # decodes the whole file, so truncation is caught here
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: image file does not exist") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:  # UnidentifiedImageError is an OSError
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombError,
+    ) as err:  # UnidentifiedImageError is an OSError
         raise ImageFileError(f"{path}: unreadable image ({type(err).__name__}: {err})") from err
     w, h = img.size
     if train:

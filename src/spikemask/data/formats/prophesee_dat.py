@@ -173,9 +173,7 @@ def encode_prophesee_dat(
     rec = np.empty(events.size, dtype=_RECORD)
     rec["t"] = events["t"]
     rec["data"] = (
-        events["x"].astype(np.uint32)
-        | (events["y"].astype(np.uint32) << 14)
-        | (events["p"].astype(np.uint32) << 28)
+        events["x"].astype(np.uint32) | (events["y"].astype(np.uint32) << 14) | (events["p"].astype(np.uint32) << 28)
     )
     return text + bytes([TD_TYPE, TD_SIZE]) + rec.tobytes()
 

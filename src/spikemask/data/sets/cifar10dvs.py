@@ -15,6 +15,7 @@ import re
 from ..event_dataset import EventFrameDataset, EventSample
 from ..formats.aedat2 import read_cifar10dvs
 
+
 class CIFAR10DVS(EventFrameDataset):
     name = folder = "cifar10dvs"
     layout = "  <class>/cifar10_<class>_<i>.aedat   for the 10 classes airplane ... truck, i = 0..999\n" \

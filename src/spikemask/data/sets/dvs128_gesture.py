@@ -15,6 +15,7 @@ import numpy as np
 from ..event_dataset import EventFrameDataset, EventSample
 from ..formats.aedat3 import read_aedat31, read_gesture_labels, read_trials
 
+
 class DVS128Gesture(EventFrameDataset):
     name = folder = "dvs128_gesture"
     layout = "  userXX_<lighting>.aedat and userXX_<lighting>_labels.csv for every recording,\n" \

@@ -1,0 +1,440 @@
+"""Batch augmentation for event clips and images: torch only, per sample, replayable, any device.
+
+Inputs are event clips ``[B, T, C, H, W]`` (per-pixel event counts, float) or images ``[B, C, H, W]``
+(float in [0, 1] before normalisation). Every random parameter is drawn per sample from the CPU
+``torch.Generator`` passed in, so a run replays; all T frames of a clip get the same transform.
+A policy is a callable ``policy(x, generator) -> x``; ``policy.sample(shape, generator)`` /
+``policy.apply(x, params)`` split the draws from their use.
+
+Counts must stay counts. In ``mode="nearest"`` (default) the geometric ops move whole pixels along integer
+index maps that are permutations of the pixel grid: translation and shear shift each row (column) by an
+integer, and rotation is three such shears about an integer centre plus an integer shift (Paeth 1986, "A fast
+algorithm for general raster rotation"), exact for multiples of 90°. So no count is duplicated or created;
+counts moved off the frame are lost. torchvision's nearest rotation, used by the reference code, samples every
+output pixel independently and so duplicates some pixels and drops others. The price: a pixel lands on
+average 0.7 px (at most 1.8 px) from its exact rotated place, against 0.4 (0.7) px for nearest sampling.
+``mode="bilinear"``/``"bicubic"`` resamples images through per-sample affine matrices
+(``randaugment.affine_pixels``, the equivalent of ``F.affine_grid`` + ``F.grid_sample``).
+
+Policies, and where their numbers come from (facts from the authors' code; the code here is ours):
+- ``spikformer_event``: ZK-Zhou/spikformer ``cifar10dvs/train.py`` + ``autoaugment.py::SNNAugmentWide``.
+  Per clip, horizontal flip p 0.5, then one op drawn uniformly from Identity / ShearX / TranslateX /
+  TranslateY / Rotate / Cutout (that code lists no ShearY; ``shear_y=True`` adds it). The magnitude is one of
+  31 bins of ``linspace(-v, v, 31)``, its sign flipped with p 0.5. Shear: v 0.3 rad given to torchvision as
+  ``degrees(m)``, so the factor is ``tan(m)``, about the centre. Translate: ``int(m)`` px with v 5. Rotate:
+  v 30° (2° steps). Nearest, zero fill. Cutout = ``RandomErasing(p=1, scale=(0.001, 0.11), ratio=(1, 1))``:
+  a zero square of 0.1-11 % of the area, inside the frame.
+- ``nda``: Li et al. 2022, "Neuromorphic Data Augmentation for Training Spiking Neural Networks",
+  Intelligent-Computing-Lab-Yale/NDA_SNN ``functions/data_loaders.py`` (CIFAR10-DVS, 48x48 frames): one of
+  roll (``torch.roll``, integer dy, dx each in [-5, 5]), rotate U(-30°, 30°), shear x with angle U(-30°, 30°)
+  (factor ``tan``, about the centre), drawn uniformly. Nearest, zero fill, and no flip in that code.
+- ``cifar``, ``spikformer_cifar``, ``imagenet``: see ``ImagePolicy`` and the registry below.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..config import close_matches_hint
+from .randaugment import (
+    SPIKFORMER_CIFAR_OPS,
+    TIMM_INCREASING_OPS,
+    TIMM_OPS,
+    RandAugment,
+    affine_pixels,
+    apply_erasing,
+    erasing_params,
+    random_erasing,
+    sample_pixels,
+)
+
+__all__ = [
+    "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD", "hflip", "translate", "rotate", "shear",
+    "roll", "cutout", "normalize", "random_erasing", "erasing_params", "apply_erasing", "SpikformerEventAugment",
+    "NDAAugment", "Flip", "Identity", "Normalize", "ImagePolicy", "AUGMENTATIONS", "get_augment",
+]
+
+# Spikformer cifar10/cifar10.yml and imagenet/imagenet.yml (the CIFAR-10 std of the full training set)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _fill_of(mean: Sequence[float]) -> tuple[float, ...]:
+    """timm's RandAugment fill ``img_mean``: the mean colour rounded to 8-bit levels."""
+    return tuple(min(255, round(255 * m)) / 255 for m in mean)
+
+
+def _check(x: torch.Tensor, image_only: bool = False) -> None:
+    ok = x.dim() == 4 or (x.dim() == 5 and not image_only)
+    if not ok:
+        want = "[B, C, H, W]" if image_only else "[B, C, H, W] or [B, T, C, H, W]"
+        raise ValueError(f"expected {want}, got shape {tuple(x.shape)}")
+
+
+def _vec(v, B: int, dtype=torch.float64) -> torch.Tensor:
+    """A number or ``[B]`` values -> a ``[B]`` CPU tensor."""
+    t = torch.as_tensor(v, dtype=dtype).cpu()
+    return t.expand(B) if t.dim() == 0 else t
+
+
+def _col(v: torch.Tensor, device) -> torch.Tensor:
+    return v.to(device=device, dtype=torch.float32).reshape(-1, 1, 1)
+
+
+def _round(v: torch.Tensor) -> torch.Tensor:
+    return torch.floor(v + 0.5)
+
+
+def _grid(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    H, W = x.shape[-2:]
+    ys, xs = torch.meshgrid(torch.arange(H, device=x.device, dtype=torch.float32),
+                            torch.arange(W, device=x.device, dtype=torch.float32), indexing="ij")
+    return xs.expand(x.shape[0], H, W), ys.expand(x.shape[0], H, W)
+
+
+# ---------------------------------------------------------------- integer index maps (output -> source)
+def _shear_map(X, Y, factor: torch.Tensor, axis: str, H: int, W: int):
+    """Shift row y by ``round(f (y - cy))`` (about the centre); a bijection of the grid for any f."""
+    f = _col(factor, X.device)
+    if axis == "x":
+        return X + _round(f * (Y - (H - 1) / 2)), Y
+    return X, Y + _round(f * (X - (W - 1) / 2))
+
+
+def _rotation_map(X, Y, degrees: torch.Tensor, H: int, W: int):
+    """Rotation about the image centre (counter-clockwise positive) as a permutation of the grid.
+
+    Three integer shears ``Sx(-tan(θ/2)) Sy(sin θ) Sx(-tan(θ/2))`` about the integer centre ``(W//2, H//2)``,
+    after an integer shift that moves the centre to ``((W-1)/2, (H-1)/2)``; |θ| > 90° first takes an exact
+    point reflection.
+    """
+    th = torch.remainder(torch.deg2rad(degrees.double()) + math.pi, 2 * math.pi) - math.pi  # [-π, π)
+    flip = th.abs() > math.pi / 2
+    th = torch.where(flip, th - torch.sign(th) * math.pi, th)
+    cos, sin = torch.cos(th), torch.sin(th)
+    dx, dy = W // 2 - (W - 1) / 2, H // 2 - (H - 1) / 2
+    sx, sy = _round(dx - cos * dx - sin * dy), _round(dy + sin * dx - cos * dy)  # (I - R) d, R the forward map
+    a, b = _col(-torch.tan(th / 2), X.device), _col(sin, X.device)
+    X = X + _col(sx, X.device) - W // 2
+    Y = Y + _col(sy, X.device) - H // 2
+    X = X + _round(a * Y)
+    Y = Y + _round(b * X)
+    X = X + _round(a * Y)
+    X, Y = X + W // 2, Y + H // 2
+    f = _col(flip, X.device).bool()
+    return torch.where(f, W - 1 - X, X), torch.where(f, H - 1 - Y, Y)
+
+
+def _translate_map(X, Y, dx: torch.Tensor, dy: torch.Tensor):
+    return X - _round(_col(dx, X.device)), Y - _round(_col(dy, X.device))
+
+
+def _flip_map(X, mask: torch.Tensor, W: int):
+    return torch.where(_col(mask, X.device).bool(), W - 1 - X, X)
+
+
+# ---------------------------------------------------------------- primitives
+def hflip(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mirror the width axis of the samples where ``mask [B]`` is true (all when None). x: ``[B, ..., H, W]``."""
+    if mask is None:
+        return x.flip(-1)
+    m = mask.to(x.device).reshape(-1, *([1] * (x.dim() - 1)))
+    return torch.where(m, x.flip(-1), x)
+
+
+def translate(x: torch.Tensor, dx, dy, *, mode: str = "nearest", fill=0.0) -> torch.Tensor:
+    """Move content right by ``dx`` and down by ``dy`` pixels (numbers or ``[B]``), ``fill`` coming in.
+
+    Nearest rounds the shift to whole pixels (an exact copy). x: ``[B, ..., H, W]``.
+    """
+    B = x.shape[0]
+    if mode == "nearest":
+        X, Y = _translate_map(*_grid(x), _vec(dx, B), _vec(dy, B))
+        return sample_pixels(x, X, Y, mode="nearest", fill=fill)
+    o, z = torch.ones(B, dtype=torch.float64), torch.zeros(B, dtype=torch.float64)
+    m = torch.stack([torch.stack([o, z, -_vec(dx, B)], -1), torch.stack([z, o, -_vec(dy, B)], -1)], 1)
+    return affine_pixels(x, m, mode=mode, fill=fill)
+
+
+def rotate(x: torch.Tensor, degrees, *, mode: str = "nearest", fill=0.0) -> torch.Tensor:
+    """Rotate each sample about its centre, counter-clockwise for positive ``degrees`` (number or ``[B]``).
+
+    Nearest: a count-preserving permutation of the pixels (see the module docstring). x: ``[B, ..., H, W]``.
+    """
+    B, H, W = x.shape[0], x.shape[-2], x.shape[-1]
+    if mode == "nearest":
+        X, Y = _rotation_map(*_grid(x), _vec(degrees, B), H, W)
+        return sample_pixels(x, X, Y, mode="nearest", fill=fill)
+    th = torch.deg2rad(_vec(degrees, B))
+    cos, sin = torch.cos(th), torch.sin(th)
+    cx, cy = (W - 1) / 2, (H - 1) / 2
+    m = torch.stack([torch.stack([cos, -sin, cx - cos * cx + sin * cy], -1),
+                     torch.stack([sin, cos, cy - sin * cx - cos * cy], -1)], 1)
+    return affine_pixels(x, m, mode=mode, fill=fill)
+
+
+def shear(x: torch.Tensor, factor, *, axis: str = "x", mode: str = "nearest", fill=0.0) -> torch.Tensor:
+    """Shear about the centre: output ``(x, y)`` reads ``(x + f (y - cy), y)`` for ``axis="x"``.
+
+    ``factor`` is a number or ``[B]``; nearest rounds each row's shift to whole pixels. x: ``[B, ..., H, W]``.
+    """
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    B, H, W = x.shape[0], x.shape[-2], x.shape[-1]
+    f = _vec(factor, B)
+    if mode == "nearest":
+        X, Y = _shear_map(*_grid(x), f, axis, H, W)
+        return sample_pixels(x, X, Y, mode="nearest", fill=fill)
+    o, z = torch.ones(B, dtype=torch.float64), torch.zeros(B, dtype=torch.float64)
+    rows = ([o, f, -f * (H - 1) / 2], [z, o, z]) if axis == "x" else ([o, z, z], [f, o, -f * (W - 1) / 2])
+    m = torch.stack([torch.stack(r, -1) for r in rows], 1)
+    return affine_pixels(x, m, mode=mode, fill=fill)
+
+
+def roll(x: torch.Tensor, dx, dy) -> torch.Tensor:
+    """Per-sample ``torch.roll`` by integers ``dx`` (width) and ``dy`` (height), wrapping around. ``[B, ..., H, W]``."""
+    B, H, W = x.shape[0], x.shape[-2], x.shape[-1]
+    X, Y = _grid(x)
+    X = torch.remainder(X - _col(_vec(dx, B), x.device), W)
+    Y = torch.remainder(Y - _col(_vec(dy, B), x.device), H)
+    return sample_pixels(x, X, Y, mode="nearest")
+
+
+def cutout(x: torch.Tensor, top, left, size, *, value: float = 0.0) -> torch.Tensor:
+    """Set the square ``[top, top + size) x [left, left + size)`` of each sample (all frames) to ``value``.
+
+    ``top``, ``left``, ``size``: numbers or ``[B]`` integers (size 0: nothing). x: ``[B, ..., H, W]``.
+    """
+    B = x.shape[0]
+    X, Y = _grid(x)
+    t, le, s = (_col(_vec(v, B), x.device) for v in (top, left, size))
+    box = (Y >= t) & (Y < t + s) & (X >= le) & (X < le + s)  # [B, H, W]
+    box = box.reshape(B, *([1] * (x.dim() - 3)), *box.shape[-2:])
+    return torch.where(box, torch.as_tensor(value, dtype=x.dtype, device=x.device), x)
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(x - mean) / std`` per channel (channel dim -3). x: ``[B, C, H, W]`` or ``[B, T, C, H, W]``."""
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).reshape(-1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).reshape(-1, 1, 1)
+    return (x - m) / s
+
+
+# ---------------------------------------------------------------- policies
+def _check_generator(generator: torch.Generator) -> None:
+    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+        raise ValueError("augmentation needs a CPU torch.Generator (its draws make the run replayable)")
+
+
+class _Policy:
+    """A random policy. ``sample(shape, generator)`` draws every per-sample parameter (CPU tensors; the same number
+    of draws whatever they turn out to be, so the random stream never depends on the data); ``apply(x, params)``
+    uses them on ``x`` of that shape, on its device."""
+
+    image_only = False
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        _check(x, self.image_only)
+        _check_generator(generator)
+        return self.apply(x, self.sample(x.shape, generator))
+
+
+class Identity:
+    """``"none"``: returns the batch unchanged (draws nothing)."""
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return x
+
+    def __repr__(self) -> str:
+        return "Identity()"
+
+
+class Normalize:
+    """Eval transform: ``normalize(x, mean, std)`` (draws nothing)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return normalize(x, self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean}, std={self.std})"
+
+
+class Flip(_Policy):
+    """Horizontal flip with probability ``p`` per sample."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def sample(self, shape, generator):
+        return {"flip": torch.rand(shape[0], generator=generator, dtype=torch.float64) < self.p}
+
+    def apply(self, x, params):
+        return hflip(x, params["flip"])
+
+    def __repr__(self) -> str:
+        return f"Flip(p={self.p})"
+
+
+class SpikformerEventAugment(_Policy):
+    """Spikformer's event-data policy (``SNNAugmentWide`` after a flip); values in the module docstring."""
+
+    def __init__(self, *, flip_p: float = 0.5, shear: float = 0.3, translate: float = 5.0, degrees: float = 30.0,
+                 cutout_area: tuple[float, float] = (0.001, 0.11), bins: int = 31, shear_y: bool = False) -> None:
+        self.flip_p, self.shear, self.translate, self.degrees = flip_p, shear, translate, degrees
+        self.cutout_area, self.bins, self.shear_y = cutout_area, bins, shear_y
+        self.ops = ("identity", "shear_x", "translate_x", "translate_y", "rotate", "cutout") + \
+            (("shear_y",) if shear_y else ())
+
+    def sample(self, shape, generator):
+        B, H, W = shape[0], shape[-2], shape[-1]
+        flip = torch.rand(B, generator=generator, dtype=torch.float64) < self.flip_p
+        op = torch.randint(len(self.ops), (B,), generator=generator)
+        bins = torch.linspace(-1.0, 1.0, self.bins, dtype=torch.float64)
+        level = bins[torch.randint(self.bins, (B,), generator=generator)]
+        level = level * torch.where(torch.randint(2, (B,), generator=generator) == 1, -1.0, 1.0)
+        area = self.cutout_area[0] + (self.cutout_area[1] - self.cutout_area[0]) * torch.rand(
+            B, generator=generator, dtype=torch.float64)
+        lo, hi = math.ceil(math.sqrt(self.cutout_area[0] * H * W)), math.floor(math.sqrt(self.cutout_area[1] * H * W))
+        # torchvision rounds the side; clamping keeps the area inside the documented range
+        side = torch.round(torch.sqrt(area * H * W)).clamp(lo, max(lo, min(hi, H - 1, W - 1)))
+        u = torch.rand(B, 2, generator=generator, dtype=torch.float64)
+        is_op = {name: op == k for k, name in enumerate(self.ops)}
+        shear_f = torch.tan(level * self.shear)
+        shift = torch.trunc(level * self.translate)  # torchvision gets int(magnitude)
+        return {
+            "flip": flip, "op": op,
+            "shear_x": torch.where(is_op["shear_x"], shear_f, 0.0),
+            "shear_y": torch.where(is_op.get("shear_y", torch.zeros(B, dtype=torch.bool)), shear_f, 0.0),
+            "dx": torch.where(is_op["translate_x"], shift, 0.0), "dy": torch.where(is_op["translate_y"], shift, 0.0),
+            "angle": torch.where(is_op["rotate"], level * self.degrees, 0.0),
+            "cut_size": torch.where(is_op["cutout"], side, 0.0),
+            "cut_top": torch.floor(u[:, 0] * (H - side + 1)), "cut_left": torch.floor(u[:, 1] * (W - side + 1)),
+        }
+
+    def apply(self, x, params):
+        H, W = x.shape[-2:]
+        X, Y = _grid(x)
+        # at most one op is not the identity per sample, so the order of these maps does not matter
+        X, Y = _translate_map(X, Y, params["dx"], params["dy"])
+        X, Y = _shear_map(X, Y, params["shear_x"], "x", H, W)
+        X, Y = _shear_map(X, Y, params["shear_y"], "y", H, W)
+        X, Y = _rotation_map(X, Y, params["angle"], H, W)
+        X = _flip_map(X, params["flip"], W)  # the flip came first, so it is the last step back to the source
+        x = sample_pixels(x, X, Y, mode="nearest")
+        return cutout(x, params["cut_top"], params["cut_left"], params["cut_size"])
+
+    def __repr__(self) -> str:
+        return (f"SpikformerEventAugment(flip_p={self.flip_p}, ops={list(self.ops)}, shear=±{self.shear} rad, "
+                f"translate=±{self.translate} px, rotate=±{self.degrees}°, bins={self.bins}, "
+                f"cutout_area={self.cutout_area})")
+
+
+class NDAAugment(_Policy):
+    """NDA (Li et al. 2022) for event frames: one of roll / rotate / shear per clip; values in the module docstring."""
+
+    ops = ("roll", "rotate", "shear")
+
+    def __init__(self, *, max_roll: int = 5, degrees: float = 30.0, shear_degrees: float = 30.0,
+                 flip_p: float = 0.0) -> None:
+        self.max_roll, self.degrees, self.shear_degrees, self.flip_p = max_roll, degrees, shear_degrees, flip_p
+
+    def sample(self, shape, generator):
+        B = shape[0]
+        flip = torch.rand(B, generator=generator, dtype=torch.float64) < self.flip_p
+        op = torch.randint(3, (B,), generator=generator)
+        shifts = torch.randint(-self.max_roll, self.max_roll + 1, (B, 2), generator=generator).double()
+        u = torch.rand(B, 2, generator=generator, dtype=torch.float64) * 2 - 1
+        return {
+            "flip": flip, "op": op,
+            "roll_dx": torch.where(op == 0, shifts[:, 0], 0.0), "roll_dy": torch.where(op == 0, shifts[:, 1], 0.0),
+            "angle": torch.where(op == 1, u[:, 0] * self.degrees, 0.0),
+            "shear_x": torch.where(op == 2, torch.tan(torch.deg2rad(u[:, 1] * self.shear_degrees)), 0.0),
+        }
+
+    def apply(self, x, params):
+        H, W = x.shape[-2:]
+        X, Y = _grid(x)
+        X, Y = _rotation_map(X, Y, params["angle"], H, W)
+        X, Y = _shear_map(X, Y, params["shear_x"], "x", H, W)
+        rolled = _col(params["op"] == 0, x.device).bool()
+        X = torch.where(rolled, torch.remainder(X - _col(params["roll_dx"], x.device), W), X)
+        Y = torch.where(rolled, torch.remainder(Y - _col(params["roll_dy"], x.device), H), Y)
+        X = _flip_map(X, params["flip"], W)
+        return sample_pixels(x, X, Y, mode="nearest")
+
+    def __repr__(self) -> str:
+        return (f"NDAAugment(ops={list(self.ops)}, roll=±{self.max_roll} px, rotate=±{self.degrees}°, "
+                f"shear_x=±{self.shear_degrees}°, flip_p={self.flip_p})")
+
+
+class ImagePolicy(_Policy):
+    """Static images ``[B, C, H, W]`` in [0, 1]: random crop (zero padding) -> flip -> RandAugment -> normalise
+    -> random erasing (timm's order: ``transforms_imagenet_train`` then the prefetcher's ``RandomErasing``)."""
+
+    image_only = True
+
+    def __init__(self, *, mean: Sequence[float], std: Sequence[float], crop_padding: int = 0, flip_p: float = 0.5,
+                 randaugment: RandAugment | None = None, erasing_p: float = 0.0, erasing_mode: str = "const") -> None:
+        self.mean, self.std, self.crop_padding, self.flip_p = tuple(mean), tuple(std), crop_padding, flip_p
+        self.randaugment, self.erasing_p, self.erasing_mode = randaugment, erasing_p, erasing_mode
+
+    def sample(self, shape, generator):
+        B, P = shape[0], self.crop_padding
+        return {
+            "crop": torch.randint(0, 2 * P + 1, (B, 2), generator=generator).double() - P,  # offset into the padding
+            "flip": torch.rand(B, generator=generator, dtype=torch.float64) < self.flip_p,
+            "ra": self.randaugment.sample(B, generator) if self.randaugment is not None else None,
+            "erase": erasing_params(shape, generator, p=self.erasing_p, mode=self.erasing_mode),
+        }
+
+    def apply(self, x, params):
+        X, Y = _grid(x)
+        X = _flip_map(X, params["flip"], x.shape[-1])  # flip(crop(x)): the flip is undone first
+        X, Y = _translate_map(X, Y, -params["crop"][:, 1], -params["crop"][:, 0])
+        x = sample_pixels(x, X, Y, mode="nearest")
+        if self.randaugment is not None:
+            x = self.randaugment.apply(x, params["ra"])
+        x = normalize(x, self.mean, self.std)
+        return apply_erasing(x, params["erase"]) if self.erasing_p > 0 else x
+
+    def __repr__(self) -> str:
+        return (f"ImagePolicy(crop_padding={self.crop_padding}, flip_p={self.flip_p}, {self.randaugment}, "
+                f"mean={self.mean}, std={self.std}, erasing_p={self.erasing_p}, erasing_mode={self.erasing_mode})")
+
+
+AUGMENTATIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "none": Identity(),
+    "flip": Flip(0.5),
+    "spikformer_event": SpikformerEventAugment(),
+    "nda": NDAAugment(),
+    # a generic CIFAR recipe: RandomCrop(32, padding=4), flip, timm rand-m9-n1 (bilinear), RE 0.25
+    "cifar": ImagePolicy(mean=CIFAR10_MEAN, std=CIFAR10_STD, crop_padding=4, erasing_p=0.25, randaugment=RandAugment(
+        TIMM_OPS, num_ops=1, magnitude=9, fill=_fill_of(CIFAR10_MEAN), interpolation="bilinear")),
+    # Spikformer's CIFAR code: crop scale (1, 1) = no crop; aa_snn.py's 5 ops, rand-m9-n1-mstd0.4-inc1, bicubic;
+    # reprob 0.25, remode const
+    "spikformer_cifar": ImagePolicy(mean=CIFAR10_MEAN, std=CIFAR10_STD, erasing_p=0.25, randaugment=RandAugment(
+        SPIKFORMER_CIFAR_OPS, num_ops=1, magnitude=9, magnitude_std=0.4, fill=_fill_of(CIFAR10_MEAN),
+        interpolation="bicubic")),
+    # Spikformer imagenet.yml: flip 0.5, rand-m9-mstd0.5-inc1 (n 2), bicubic, reprob 0.25 const. The random
+    # resized crop is done at loading; the flip is done here, so the loader must not flip too
+    "imagenet": ImagePolicy(mean=IMAGENET_MEAN, std=IMAGENET_STD, erasing_p=0.25, randaugment=RandAugment(
+        TIMM_INCREASING_OPS, num_ops=2, magnitude=9, magnitude_std=0.5, fill=_fill_of(IMAGENET_MEAN),
+        interpolation="bicubic")),
+    "cifar_eval": Normalize(CIFAR10_MEAN, CIFAR10_STD),
+    "imagenet_eval": Normalize(IMAGENET_MEAN, IMAGENET_STD),
+}
+
+
+def get_augment(name: str) -> Callable[..., torch.Tensor]:
+    """The registered policy ``name``; ``ValueError`` naming the valid ones otherwise."""
+    try:
+        return AUGMENTATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown augmentation {name!r}.{close_matches_hint(name, AUGMENTATIONS)} "
+                         f"Valid names: {', '.join(sorted(AUGMENTATIONS))}") from None

@@ -1,0 +1,46 @@
+"""Every packaged preset loads, resolves its model, and fits its data set (no data needed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spikemask.data import dataset_info
+from spikemask.study import load_study_config
+from spikemask.train import list_presets, load_run_config
+from spikemask.train.loop import build_model_for
+
+STUDIES = {"demo_ndigits"}
+RUNS = [p for p in list_presets() if p not in STUDIES]
+
+
+def test_the_paper_settings_are_all_there():
+    assert {"spikformer_cifar10dvs", "spikformer_dvs128", "spikformer_cifar10", "spikformer_cifar100",
+            "spikformer_imagenet", "masked_spikformer_cifar10dvs", "masked_spikformer_dvs128",
+            "spikformer_ndigits"} <= set(RUNS)
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_run_preset_resolves_and_fits_its_data(name):
+    cfg = load_run_config(name)
+    with torch.device("meta"):
+        model = build_model_for(cfg)  # raises if the model's input does not fit the data set
+    info = dataset_info(cfg.data.name)
+    assert model.config.num_classes == info.num_classes
+    if info.kind == "images":
+        assert cfg.data.eval_transform != "none", "image sets are normalised at evaluation too"
+    if cfg.data.augment != "none" or cfg.data.eval_transform != "none":
+        from spikemask.data.augment import get_augment
+
+        get_augment(cfg.data.augment), get_augment(cfg.data.eval_transform)
+
+
+def test_masked_presets_mask_in_training_and_inference():
+    for name in ("masked_spikformer_cifar10dvs", "masked_spikformer_dvs128"):
+        mask = load_run_config(name).model["mask"]
+        assert mask["ratio"] > 0 and mask["mode"] == "always"
+
+
+def test_the_demo_study_preset():
+    study = load_study_config("demo_ndigits")
+    assert study.ratios == (0.0, 0.2, 0.5, 0.7) and len(study.time_steps) == 2
