@@ -202,3 +202,16 @@ def test_mask_ratio_override_also_replaces_per_site_ratios(ndigits_root, tmp_pat
     assert "τ=0.5 on attn.scores" in eval_json(capsys, path, "--seeds", "2", "--batch-size", "256")["mask"]
     off = eval_json(capsys, path, "--seeds", "2", "--mask-ratio", "0", "--batch-size", "256")
     assert off["mask"] == "off" and off["mask_seeds"] == []
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    from spikemask.io import atomic_write_text
+
+    umask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "out.txt", "x")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644, "like open(): 0666 minus the umask, not mkstemp's 0600"

@@ -159,7 +159,7 @@ def test_gesture_official_split_and_clips(data_root, tmp_path):
     rows = {"user01_lab.aedat": [(1, 10_000, 90_000), (8, 90_000, 200_000), (11, 210_000, 290_000)],
             "user24_led.aedat": [(3, 0, 150_000), (8, 100_000, 300_000)]}  # overlapping rows: each cut on its own
     streams = {}
-    for k, (name, split) in enumerate(recordings.items()):
+    for k, name in enumerate(recordings):
         ev = events(500, (128, 128), seed=k)
         write_aedat31(root / name, ev)
         streams[name] = ev
@@ -285,3 +285,24 @@ def test_training_runs_on_a_real_format_set(data_root, tmp_path):
     result = fit(cfg)
     assert result.checkpoint.is_file() and 0.0 <= result.final["acc"] <= 100.0
     assert len(result.final["per_seed"]) == 2
+
+
+def test_eval_and_energy_of_a_checkpoint_use_its_data_settings(data_root, tmp_path, capsys):
+    """A model trained on resized frames is evaluated and measured on the same resized frames."""
+    from spikemask.cli.main import main
+    from spikemask.train import fit, load_run_config
+
+    root = tmp_path / "cifar10dvs"
+    write_cifar10dvs(root, indices=range(10), n_events=200)
+    cfg = load_run_config({
+        "name": "sized", "out_dir": str(tmp_path / "runs"), "device": "cpu", "model": {"name": "test_spikformer"},
+        "data": {"name": "cifar10dvs", "root": str(root), "size": [32, 32], "batch_size": 8},
+        "schedule": {"epochs": 1, "warmup_epochs": 0, "cooldown_epochs": 0},
+        "train": {"max_train_batches": 2, "eval_mask_seeds": 1},
+    })
+    result = fit(cfg)
+    capsys.readouterr()
+    assert main(["eval", str(result.checkpoint), "--seeds", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["acc"] == pytest.approx(result.final["acc"])
+    assert main(["energy", "--checkpoint", str(result.checkpoint), "--samples", "10", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["data"] == "cifar10dvs"

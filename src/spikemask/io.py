@@ -14,7 +14,28 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "append_jsonl"]
+__all__ = [
+    "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "append_jsonl", "private_dir",
+]
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file (0666 minus the umask); mkstemp's is a private 0600."""
+    return 0o666 & ~_umask()
+
+
+def private_dir(parent: Path, name: str) -> Path:
+    """A fresh temporary directory in ``parent`` to build something in before renaming it into place;
+    it gets the mode ``mkdir`` would give (mkdtemp's 0700 would make the published result private)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent))
+    tmp.chmod(0o777 & ~_umask())
+    return tmp
 
 
 @contextlib.contextmanager
@@ -27,6 +48,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
+    os.chmod(tmp, _file_mode())  # the published file looks like one open() made
     tmp_path = Path(tmp)
     try:
         yield tmp_path

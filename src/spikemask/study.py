@@ -34,6 +34,7 @@ from .masking import check_ratio
 from .models import count_parameters
 from .progress import ProgressFactory, null_progress
 from .train import RunConfig, evaluate, fit, load_model
+from .train.augment import batch_transform
 from .train.config import preset_path
 from .train.evaluate import TimeFirstBatches
 from .train.loop import run_state
@@ -95,8 +96,7 @@ def _cell_config(study: StudyConfig, T: int, ratio: float) -> RunConfig:
 
 def _test_loaders(study: StudyConfig, cfg: RunConfig, T: int) -> tuple[DataLoader, DataLoader]:
     """(accuracy: the whole test split, energy: its first ``energy_samples`` samples)."""
-    ds = get_dataset(cfg.data.name, split="test", T=T, root=cfg.data.root, split_by=cfg.data.split_by,
-                     binarize=cfg.data.binarize)
+    ds = get_dataset(cfg.data.name, split="test", T=T, **cfg.data.dataset_options())
     batch_size = cfg.data.eval_batch_size or cfg.data.batch_size
     full = DataLoader(ds, batch_size=batch_size, shuffle=False)
     if study.energy_samples is None:
@@ -119,9 +119,10 @@ def _measure(model, cfg: RunConfig, study: StudyConfig, loaders: tuple[DataLoade
              progress: ProgressFactory, accuracy: dict[str, Any] | None = None) -> dict[str, Any]:
     seeds = list(range(study.eval_mask_seeds))
     acc_loader, energy_loader = loaders
+    transform = batch_transform(cfg.data.eval_transform)
     acc = accuracy or evaluate(model, acc_loader, device, mask_seeds=seeds, progress=progress,
-                               desc=f"{label} accuracy")
-    report = measure_energy(model, TimeFirstBatches(energy_loader), config=cfg.energy, mask_seeds=seeds,
+                               desc=f"{label} accuracy", transform=transform)
+    report = measure_energy(model, TimeFirstBatches(energy_loader, transform), config=cfg.energy, mask_seeds=seeds,
                             device=device)
     return {"accuracy": acc, "energy": report}
 

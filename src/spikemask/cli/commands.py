@@ -57,13 +57,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _test_loader(data: str, root: str | None, T: int, data_opts: dict[str, Any], batch_size: int,
-                 samples: int | None = None):
+def _data_config(state: dict[str, Any] | None, name: str | None, root: str | None):
+    """The data a checkpoint's run was evaluated on (size, options, normalisation), unless another set
+    is named; ``root`` replaces the stored folder."""
+    import dataclasses
+
+    from ..config import from_dict
+    from ..train.config import DataConfig
+
+    stored = ((state or {}).get("run_config") or {}).get("data") or {}
+    if name is not None and name != stored.get("name"):
+        stored = {"name": name}  # another data set: its own defaults
+    cfg = from_dict(DataConfig, stored or {"name": "ndigits"}, where="data")
+    return dataclasses.replace(cfg, root=root) if root else cfg
+
+
+def _test_loader(data_cfg, T: int, batch_size: int, samples: int | None = None):
     from torch.utils.data import DataLoader, Subset
 
     from ..data import get_dataset
 
-    ds = get_dataset(data, split="test", T=T, root=root, **data_opts)
+    ds = get_dataset(data_cfg.name, split="test", T=T, **data_cfg.dataset_options())
     if samples is not None:
         ds = Subset(ds, range(min(samples, len(ds))))
     return DataLoader(ds, batch_size=batch_size, shuffle=False)
@@ -74,16 +88,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    from ..train.augment import batch_transform
+
     model, state = load_model(args.checkpoint)
-    run_data = (state.get("run_config") or {}).get("data", {})
-    data = args.data or run_data.get("name", "ndigits")
+    data_cfg = _data_config(state, args.data, args.root)
+    data = data_cfg.name
     if args.mask_ratio is not None:
         before = model.config.mask.describe()
         _override_ratio(model, args.mask_ratio)
         log.info("mask overridden: %s -> %s", before, model.config.mask.describe())
-    opts = {k: run_data[k] for k in ("split_by", "binarize") if k in run_data}
-    loader = _test_loader(data, args.root or run_data.get("root"), model.config.T, opts, args.batch_size)
-    res = evaluate(model, loader, torch.device("cpu"), mask_seeds=list(range(args.seeds)), progress=tqdm_progress)
+    loader = _test_loader(data_cfg, model.config.T, args.batch_size)
+    res = evaluate(model, loader, torch.device("cpu"), mask_seeds=list(range(args.seeds)), progress=tqdm_progress,
+                   transform=batch_transform(data_cfg.eval_transform))
     res.update(checkpoint=args.checkpoint, model=model.variant, mask=model.config.mask.describe(), data=data)
     if args.json:
         emit_json(res)
@@ -119,22 +135,24 @@ def cmd_energy(args: argparse.Namespace) -> int:
     from ..masking import apply_rsm
     from ..models import create_model
     from ..train import load_model
+    from ..train.augment import batch_transform
     from ..train.evaluate import TimeFirstBatches
 
     energy_cfg = from_dict(EnergyConfig, apply_overrides({}, [o.removeprefix("energy.") for o in args.overrides]),
                            where="energy")
-    data = args.data or "ndigits"
-    untrained = False
+    untrained, state = False, None
     if args.checkpoint:
         model, state = load_model(args.checkpoint)
         if args.T:
             model.config.T = args.T
-    elif args.model:
+    elif not args.model:
+        raise ValueError("give --model NAME or --checkpoint FILE (`spikemask models` lists the names)")
+    data_cfg = _data_config(state, args.data, args.root)  # a checkpoint's own data unless --data is given
+    data = data_cfg.name
+    if not args.checkpoint:
         num_classes = None if args.dense else dataset_info(data).num_classes
         model = create_model(args.model, T=args.T, num_classes=num_classes)
         untrained = not args.dense
-    else:
-        raise ValueError("give --model NAME or --checkpoint FILE (`spikemask models` lists the names)")
     sites = args.sites.split(",") if args.sites else None
     if args.mask_ratio is not None:
         _override_ratio(model, args.mask_ratio, sites)
@@ -146,13 +164,14 @@ def cmd_energy(args: argparse.Namespace) -> int:
     else:
         info = dataset_info(data)
         mc = model.config
-        if (mc.in_channels, mc.img_size, mc.img_size) != (info.in_channels, *info.sensor_size):
+        h, w = data_cfg.frame_size(info.sensor_size)
+        if (mc.in_channels, mc.img_size, mc.img_size) != (info.in_channels, h, w):
             raise ValueError(
                 f"{model.variant} takes {mc.in_channels}x{mc.img_size}x{mc.img_size} inputs but {data} gives "
-                f"{info.in_channels}x{info.sensor_size[0]}x{info.sensor_size[1]}: measure it on matching data "
+                f"{info.in_channels}x{h}x{w}: measure it on matching data "
                 f"(--data NAME --root DIR) or use --dense for the data-free count")
-        loader = _test_loader(data, args.root, T, {}, 32, args.samples)
-        batches = TimeFirstBatches(loader)
+        loader = _test_loader(data_cfg, T, 32, args.samples)
+        batches = TimeFirstBatches(loader, batch_transform(data_cfg.eval_transform))
         seeds = range(args.seeds)
         report = measure_energy(model, batches, config=energy_cfg, mask_seeds=seeds)
         if model.config.mask.active:

@@ -57,7 +57,9 @@ def render_study(result: dict[str, Any]) -> str:
     rows = result["rows"]
     ref = result["reference"]
     table = [[r["model"], r["T"], f"{100 * r['mask_ratio']:.0f}" if r["mask_ratio"] else "-",
-              fmt_pm(r["acc"], r["acc_std"]), fmt_pm(r["energy_mj"] * 1e3, r["energy_mj_std"] * 1e3, 1),
+              # masked rows are means over mask seeds: their std is shown even when the seeds agree
+              fmt_pm(r["acc"], r["acc_std"], always=r["mask_ratio"] > 0),
+              fmt_pm(r["energy_mj"] * 1e3, r["energy_mj_std"] * 1e3, 1, always=r["mask_ratio"] > 0),
               f"{r['delta_e_pct']:.1f}" if r["mask_ratio"] else "-", f"{r['delta_e_ref_pct']:.1f}",
               f"{r['params_m']:.3f}"] for r in rows]
     out = [format_table(

@@ -22,8 +22,9 @@ def fmt_num(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
-def fmt_pm(mean: float, std: float, decimals: int = 2) -> str:
-    return f"{mean:.{decimals}f} ± {std:.{decimals}f}" if std else f"{mean:.{decimals}f}"
+def fmt_pm(mean: float, std: float, decimals: int = 2, *, always: bool = False) -> str:
+    """``mean ± std``; without ``always``, a zero std (a single, deterministic pass) prints the mean alone."""
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}" if std or always else f"{mean:.{decimals}f}"
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None,

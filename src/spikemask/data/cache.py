@@ -19,11 +19,12 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
+
+from ..io import private_dir
 
 __all__ = ["FrameCache", "cache_digest", "files_fingerprint"]
 
@@ -97,7 +98,7 @@ class FrameCache:
         if self.ready:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
+        tmp = private_dir(self.path.parent, self.path.name)
         try:
             labels, sources = [], []
             for i in range(count):

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..io import atomic_path, atomic_write_json
+from ..io import atomic_path, atomic_write_json, private_dir
 from .dvs_emulator import EMULATOR_VERSION, EmulatorConfig, emulate_saccades
 from .events import check_events
 from .formats.atis import encode_atis_bin, read_atis_bin
@@ -179,9 +178,8 @@ def _build(root: Path, settings: dict[str, Any], progress: Callable[[int], None]
         raise ValueError(f"indices must be a non-empty subset of 0..{labels.size - 1}")
     is_test = ndigits_split(labels, seed)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{DIRNAME}.", suffix=".tmp", dir=root))
+    tmp = private_dir(root, DIRNAME)
     try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the published data set is ordinary readable data
         counts = {s: {str(c): 0 for c in range(10)} for s in SPLIT_DIRS}
         events = {s: 0 for s in SPLIT_DIRS}
         for sub in SPLIT_DIRS.values():
@@ -202,7 +200,6 @@ def _build(root: Path, settings: dict[str, Any], progress: Callable[[int], None]
         num_samples = {s: sum(v.values()) for s, v in counts.items()}
         manifest = dict(settings, counts=counts, num_samples=num_samples, num_events=events)
         atomic_write_json(tmp / "manifest.json", dict(manifest, total_events=sum(events.values())))
-        (tmp / "manifest.json").chmod(0o644)  # atomic writes start from a private (0600) temporary file
         _publish(tmp, root / DIRNAME)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # a no-op once published; removes a loser's or a failed copy

@@ -24,13 +24,15 @@ def time_first(x: torch.Tensor) -> torch.Tensor:
 
 
 class TimeFirstBatches:
-    """Re-iterable ``(x, y)`` batches of a loader with time-first inputs (energy passes once per seed)."""
+    """Re-iterable ``(x, y)`` batches of a loader with time-first inputs (energy passes once per seed),
+    after the evaluation ``transform`` (image normalisation) if one is given."""
 
-    def __init__(self, loader: Iterable[Any]) -> None:
-        self.loader = loader
+    def __init__(self, loader: Iterable[Any], transform: Callable[[torch.Tensor, Any], torch.Tensor] | None = None):
+        self.loader, self.transform = loader, transform
 
     def __iter__(self):
-        return ((time_first(x), y) for x, y in self.loader)
+        for x, y in self.loader:
+            yield time_first(self.transform(x, None) if self.transform is not None else x), y
 
 
 def autocast(device: torch.device, enabled: bool):
