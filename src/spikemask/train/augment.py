@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["random_translate", "batch_transform"]
 
 
 def random_translate(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Shift each clip by integer (dy, dx) in [-max_shift, max_shift], zero-filled.
+    """Shift each clip by integer (dy, dx) in [-max_shift, max_shift], zero-filled (``data.translate``).
 
     x: ``[B, ..., H, W]`` (all frames of a clip move together).
     """
     if max_shift <= 0:
         return x
-    B, H, W = x.shape[0], x.shape[-2], x.shape[-1]
-    shifts = torch.randint(-max_shift, max_shift + 1, (B, 2), generator=generator).tolist()
-    padded = F.pad(x, (max_shift, max_shift, max_shift, max_shift))
-    out = torch.empty_like(x)
-    for i, (dy, dx) in enumerate(shifts):
-        y0, x0 = max_shift - dy, max_shift - dx
-        out[i] = padded[i, ..., y0:y0 + H, x0:x0 + W]
-    return out
+    from ..data.augment import translate
+
+    shifts = torch.randint(-max_shift, max_shift + 1, (x.shape[0], 2), generator=generator)  # [B, (dy, dx)]
+    return translate(x, shifts[:, 1], shifts[:, 0])
 
 
 def _identity(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
