@@ -24,7 +24,7 @@ from .paths import default_data_root
 if TYPE_CHECKING:
     from . import DatasetInfo
 
-__all__ = ["EventSample", "EventFrameDataset", "DatasetNotFoundError", "stratified_split"]
+__all__ = ["EventSample", "EventFrameDataset", "DatasetNotFoundError", "stratified_split", "check_frame_options"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,16 @@ class EventSample:
     def name(self, root: Path) -> str:
         rel = self.file.relative_to(root).as_posix()
         return rel if self.start_us is None else f"{rel}[{self.start_us}:{self.end_us}]"
+
+
+def check_frame_options(name: str, split: str, splits: tuple[str, ...], T: object, split_by: str) -> None:
+    """The checks every framed data set makes on its arguments, with messages naming the valid values."""
+    if split not in splits:
+        raise ValueError(f"{name}: split must be one of {', '.join(splits)}, got {split!r}")
+    if not isinstance(T, int) or isinstance(T, bool) or T < 1:
+        raise ValueError(f"T must be a positive integer, got {T!r}")
+    if split_by not in ("number", "time"):
+        raise ValueError(f"split_by must be 'number' or 'time', got {split_by!r}")
 
 
 def stratified_split(labels: np.ndarray, split: str, test_fraction: float, seed: int) -> np.ndarray:
@@ -86,12 +96,7 @@ class EventFrameDataset(Dataset):
         progress: Callable[[int], None] | None = None,
         prepare: bool = True,
     ) -> None:
-        if split not in self.splits:
-            raise ValueError(f"{self.info.name}: split must be one of {', '.join(self.splits)}, got {split!r}")
-        if not isinstance(T, int) or isinstance(T, bool) or T < 1:
-            raise ValueError(f"T must be a positive integer, got {T!r}")
-        if split_by not in ("number", "time"):
-            raise ValueError(f"split_by must be 'number' or 'time', got {split_by!r}")
+        check_frame_options(self.info.name, split, self.splits, T, split_by)
         self.root = Path(root) if root is not None else default_data_root() / self.folder
         self.split, self.T, self.split_by, self.binarize = split, T, split_by, bool(binarize)
         self.size = tuple(int(s) for s in size) if size is not None else tuple(self.info.sensor_size)

@@ -12,10 +12,12 @@ The field layout matches tonic's (``t, x, y, p``) so streams are easy to compare
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["EVENT_DTYPE", "EventFileError", "make_events", "check_events"]
+__all__ = ["EVENT_DTYPE", "EventFileError", "make_events", "check_events", "read_file"]
 
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")])
 
@@ -85,3 +87,18 @@ def check_events(
             f"{where}: timestamps go backwards at event {i} ({events['t'][i - 1]} -> {events['t'][i]} us)"
         )
     return events
+
+
+def read_file(path: str | os.PathLike, what: str = "event file", *, encoding: str | None = None) -> tuple[Path, Any]:
+    """``(path, contents)`` of a whole file: bytes, or text with ``encoding``.
+
+    A missing file raises ``FileNotFoundError`` and an unreadable one :class:`EventFileError`, both naming
+    the file and ``what`` it was meant to be (``"labels file"``, ...).
+    """
+    path = Path(path)
+    try:
+        return path, path.read_bytes() if encoding is None else path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: {what} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise EventFileError(f"{path}: cannot read the {what}: {getattr(err, 'strerror', None) or err}") from None

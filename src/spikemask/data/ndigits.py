@@ -36,6 +36,7 @@ from torch.utils.data import Dataset
 
 from ..io import atomic_path, atomic_write_json, private_dir
 from .dvs_emulator import EMULATOR_VERSION, EmulatorConfig, emulate_saccades
+from .event_dataset import check_frame_options
 from .events import check_events
 from .formats.atis import encode_atis_bin, read_atis_bin
 from .frames import FRAMES_VERSION, events_to_frames
@@ -251,12 +252,7 @@ class NDigits(Dataset):
         progress: Callable[[int], None] | None = None,
         prepare: bool = True,  # accepted for the registry's interface; this small set always frames at once
     ) -> None:
-        if split not in SPLIT_DIRS:
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        if not isinstance(T, int) or isinstance(T, bool) or T < 1:
-            raise ValueError(f"T must be a positive integer, got {T!r}")
-        if split_by not in ("number", "time"):
-            raise ValueError(f"split_by must be 'number' or 'time', got {split_by!r}")
+        check_frame_options("ndigits", split, tuple(SPLIT_DIRS), T, split_by)
         self.root = Path(root) if root is not None else default_data_root()
         self.split, self.T, self.split_by, self.binarize = split, T, split_by, bool(binarize)
         self.data_dir = self.root / DIRNAME

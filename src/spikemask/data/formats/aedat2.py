@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ...io import atomic_write_bytes
-from ..events import EVENT_DTYPE, EventFileError, check_events
+from ..events import EVENT_DTYPE, EventFileError, check_events, read_file
 
 __all__ = [
     "CIFAR10DVS_SENSOR", "DAVIS346_SENSOR", "DEFAULT_HEADER", "split_aedat2", "decode_cifar10dvs",
@@ -131,16 +131,6 @@ def decode_cifar10dvs(payload: np.ndarray) -> np.ndarray:
     return events
 
 
-def _read(path: str | os.PathLike) -> tuple[Path, bytes]:
-    path = Path(path)
-    try:
-        return path, path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: event file does not exist") from None
-    except OSError as err:
-        raise EventFileError(f"{path}: cannot read: {err.strerror or err}") from None
-
-
 def read_cifar10dvs(path: str | os.PathLike) -> np.ndarray:
     """Read one CIFAR10-DVS ``.aedat`` file into a validated ``EVENT_DTYPE [N]`` array on a 128 x 128 sensor.
 
@@ -148,7 +138,7 @@ def read_cifar10dvs(path: str | os.PathLike) -> np.ndarray:
     naming the file for a wrong/missing header, a truncated payload, no events, or timestamps that go
     backwards (the message gives the record and its byte offset); ``FileNotFoundError`` if it is missing.
     """
-    path, raw = _read(path)
+    path, raw = read_file(path)
     _, payload = split_aedat2(raw, path)
     if payload.size == 0:
         raise EventFileError(f"{path}: no events after the header")
@@ -199,7 +189,7 @@ def read_davis346(path: str | os.PathLike) -> np.ndarray:
     :class:`EventFileError` naming the file for a wrong header, a truncated payload, no DVS events,
     out-of-sensor fields or timestamps that go backwards (with the record and its byte offset).
     """
-    path, raw = _read(path)
+    path, raw = read_file(path)
     _, payload = split_aedat2(raw, path)
     header_bytes = len(raw) - payload.size
     events, record = decode_davis346(payload, path, header_bytes)

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from ...io import atomic_write_bytes
-from ..events import EVENT_DTYPE, EventFileError, check_events
+from ..events import EVENT_DTYPE, EventFileError, check_events, read_file
 
 __all__ = [
     "GESTURE_SENSOR", "LABEL_DTYPE", "DEFAULT_HEADER", "read_aedat31", "read_gesture_labels", "read_trials",
@@ -107,16 +107,6 @@ def _packets(raw: bytes, pos: int, path) -> tuple[list[int], list[int], list[int
     return starts, counts, overflows, k
 
 
-def _read(path: str | os.PathLike) -> tuple[Path, bytes]:
-    path = Path(path)
-    try:
-        return path, path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: event file does not exist") from None
-    except OSError as err:
-        raise EventFileError(f"{path}: cannot read: {err.strerror or err}") from None
-
-
 def read_aedat31(path: str | os.PathLike, sensor_size: tuple[int, int] = GESTURE_SENSOR) -> np.ndarray:
     """Read the valid polarity events of one AEDAT 3.1 file into a validated ``EVENT_DTYPE [N]`` array.
 
@@ -126,7 +116,7 @@ def read_aedat31(path: str | os.PathLike, sensor_size: tuple[int, int] = GESTURE
     negative timestamp, coordinates outside the sensor, timestamps that go backwards, or no valid
     polarity events; ``FileNotFoundError`` if the file is missing.
     """
-    path, raw = _read(path)
+    path, raw = read_file(path)
     starts, counts, overflows, n_packets = _packets(raw, _header_end(raw, path), path)
     buf = np.frombuffer(raw, dtype=np.uint8)
     # one gather of every polarity payload (a memcpy per packet), then whole-stream arithmetic
@@ -189,13 +179,7 @@ def read_gesture_labels(path: str | os.PathLike) -> np.ndarray:
     rows, or an unreadable file raise :class:`EventFileError` naming the file (and line);
     ``FileNotFoundError`` if the file is missing.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: labels file does not exist") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise EventFileError(f"{path}: cannot read the labels file: {err}") from None
+    path, text = read_file(path, "labels file", encoding="utf-8-sig")
     rows: list[tuple[int, int, int]] = []
     header_seen = False
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -227,13 +211,7 @@ def read_trials(path: str | os.PathLike) -> list[str]:
 
     A line that does not name an ``.aedat`` file raises :class:`EventFileError` naming the file and line.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: trials file does not exist") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise EventFileError(f"{path}: cannot read the trials file: {err}") from None
+    path, text = read_file(path, "trials file", encoding="utf-8")
     names = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         name = line.strip()

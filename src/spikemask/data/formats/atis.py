@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ...io import atomic_write_bytes
-from ..events import EVENT_DTYPE, EventFileError, check_events
+from ..events import EVENT_DTYPE, EventFileError, check_events, read_file
 
 __all__ = ["read_atis_bin", "write_atis_bin", "encode_atis_bin", "decode_atis_bin", "OVERFLOW_Y", "OVERFLOW_STEP_US"]
 
@@ -68,11 +68,7 @@ def read_atis_bin(path: str | os.PathLike, sensor_size: tuple[int, int] | None =
     Raises :class:`EventFileError` naming the file for a truncated or empty file, out-of-sensor
     coordinates or timestamps that go backwards.
     """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: event file does not exist") from None
+    path, raw = read_file(path)
     return check_events(decode_atis_bin(raw, path), sensor_size, path)
 
 

@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from ...io import atomic_write_bytes
-from ..events import EVENT_DTYPE, EventFileError, check_events
+from ..events import EVENT_DTYPE, EventFileError, check_events, read_file
 
 __all__ = [
     "SENSOR_SIZE",
@@ -124,11 +124,7 @@ def read_prophesee_dat(path: str | os.PathLike, sensor_size: tuple[int, int] | N
     :func:`decode_prophesee_dat`, for no events, polarity above 1, coordinates outside the sensor and
     timestamps that go backwards.
     """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: event file does not exist") from None
+    path, raw = read_file(path)
     events, fields = decode_prophesee_dat(raw, path)
     if sensor_size is None:
         h, w = _header_int(fields, "Height", path), _header_int(fields, "Width", path)
