@@ -8,18 +8,23 @@ the spread (min..max of the per-round ratios), never a single run.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import gc
+import importlib.util
 import logging
 import math
 import os
 import platform
 import statistics
+import struct
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
 
+import numpy as np
 import torch
 
 # importing SpikingJelly registers triton ops; without triton torch warns once per op (noise, not news)
@@ -66,6 +71,25 @@ def parse_bench_args(argv: list[str] | None, description: str, quick_help: str, 
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: stable on a shared box)")
     args = ap.parse_args(argv)
     return args, set_threads(args.threads), args.repeat or (3 if args.quick else full_repeat)
+
+
+def load_sj(module: str, names: tuple[str, ...]) -> dict[str, Callable]:
+    """Functions ``names`` (and the constants) of ``spikingjelly/datasets/<module>.py``, without importing it."""
+    spec = importlib.util.find_spec("spikingjelly")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("spikingjelly is not installed")
+    src = Path(list(spec.submodule_search_locations)[0]) / "datasets" / f"{module}.py"
+    tree = ast.parse(src.read_text(), filename=str(src))
+    body = [n for n in tree.body if (isinstance(n, ast.FunctionDef) and n.name in names) or
+            (isinstance(n, ast.Assign) and all(isinstance(t, ast.Name) for t in n.targets)
+             and isinstance(n.value, ast.Constant))]
+    missing = set(names) - {n.name for n in body if isinstance(n, ast.FunctionDef)}
+    if missing:
+        raise ImportError(f"{src} has no top-level {', '.join(sorted(missing))}")
+    ns: dict[str, Any] = {"np": np, "struct": struct, "Union": Union, "Optional": Optional, "Path": Path,
+                          "logger": logging.getLogger("spikingjelly-extract")}
+    exec(compile(ast.Module(body=body, type_ignores=[]), str(src), "exec"), ns)
+    return {n: ns[n] for n in names}
 
 
 def set_threads(n: int | None) -> int:

@@ -24,14 +24,12 @@ Run: ``.venv/bin/python benchmarks/bench_frames.py [--quick] [--repeat N] [--thr
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-from _common import fmt_ms, fmt_ratio, format_table, interleaved, parse_bench_args, ratio_stats
+from _common import fmt_ms, fmt_ratio, format_table, interleaved, load_sj, parse_bench_args, ratio_stats
 
 SJ_FUNCTIONS = (
     "integrate_events_segment_to_frame",
@@ -39,25 +37,6 @@ SJ_FUNCTIONS = (
     "integrate_events_by_fixed_frames_number",
     "load_ATIS_bin",
 )
-
-
-def load_sj_functions(names: tuple[str, ...] = SJ_FUNCTIONS) -> dict[str, Callable]:
-    """Extract SpikingJelly's dataset helpers from source without importing ``spikingjelly.datasets``."""
-    from pathlib import Path as _Path
-    from typing import Optional, Union
-
-    spec = importlib.util.find_spec("spikingjelly")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("spikingjelly is not installed")
-    src_path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "utils.py"
-    tree = ast.parse(src_path.read_text(), filename=str(src_path))
-    defs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names]
-    missing = set(names) - {d.name for d in defs}
-    if missing:
-        raise ImportError(f"{src_path} has no top-level {', '.join(sorted(missing))}")
-    namespace: dict[str, Any] = {"np": np, "Optional": Optional, "Union": Union, "Path": _Path}
-    exec(compile(ast.Module(body=defs, type_ignores=[]), str(src_path), "exec"), namespace)
-    return {n: namespace[n] for n in names}
 
 
 def synthetic_events(n: int, sensor: tuple[int, int], duration_us: int = 1_000_000, seed: int = 0) -> np.ndarray:
@@ -147,7 +126,7 @@ def tables(framing, atis) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "two sizes, fewer rounds", 7)
     sizes = (10_000, 1_000_000) if args.quick else (10_000, 100_000, 1_000_000)
-    sj = load_sj_functions()
+    sj = load_sj("utils", SJ_FUNCTIONS)
     framing = bench_framing(sizes, T=16, sensor=(128, 128), repeat=repeat, sj=sj)
     atis = bench_atis(sizes, repeat=repeat, sj=sj)
     text = tables(framing, atis)

@@ -22,39 +22,16 @@ Run: ``.venv/bin/python benchmarks/bench_readers.py [--quick] [--repeat N] [--th
 
 from __future__ import annotations
 
-import ast
-import importlib.util
-import logging
-import struct
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable
 
 import numpy as np
-from _common import fmt_ms, fmt_ratio, format_table, interleaved, parse_bench_args, ratio_stats
+from _common import fmt_ms, fmt_ratio, format_table, interleaved, load_sj, parse_bench_args, ratio_stats
 
 SJ_CIFAR = ("_read_bits", "_skip_header", "_load_raw_events", "_parse_raw_address", "_load_events",
             "_load_origin_data")
 PACKET_CAPACITY = 2048
-
-
-def load_sj(module: str, names: tuple[str, ...]) -> dict[str, Callable]:
-    """Functions ``names`` (and the constants) of ``spikingjelly/datasets/<module>.py``, without importing it."""
-    spec = importlib.util.find_spec("spikingjelly")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("spikingjelly is not installed")
-    src = Path(list(spec.submodule_search_locations)[0]) / "datasets" / f"{module}.py"
-    tree = ast.parse(src.read_text(), filename=str(src))
-    body = [n for n in tree.body if (isinstance(n, ast.FunctionDef) and n.name in names) or
-            (isinstance(n, ast.Assign) and all(isinstance(t, ast.Name) for t in n.targets)
-             and isinstance(n.value, ast.Constant))]
-    missing = set(names) - {n.name for n in body if isinstance(n, ast.FunctionDef)}
-    if missing:
-        raise ImportError(f"{src} has no top-level {', '.join(sorted(missing))}")
-    ns: dict[str, Any] = {"np": np, "struct": struct, "Union": Union, "Optional": Optional, "Path": Path,
-                          "logger": logging.getLogger("spikingjelly-extract")}
-    exec(compile(ast.Module(body=body, type_ignores=[]), str(src), "exec"), ns)
-    return {n: ns[n] for n in names}
 
 
 def synthetic_events(n: int, seed: int = 0, duration_us: int = 10_000_000) -> np.ndarray:
