@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,7 +24,8 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def ndigits_root(tmp_path_factory) -> str:
-    """A data root holding the full N-Digits set; also exported as ``SPIKEMASK_DATA`` for the session.
+    """A data root holding the full N-Digits set in ``ndigits-v1/`` (where ``get_dataset("ndigits", ...)``
+    looks by default); also exported as ``SPIKEMASK_DATA`` for the session.
 
     The variable is restored afterwards so nothing leaks into the user's ``~/.cache``.
     """
@@ -31,12 +34,26 @@ def ndigits_root(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("spikemask-data")
     old = os.environ.get("SPIKEMASK_DATA")
     os.environ["SPIKEMASK_DATA"] = str(root)
-    ensure_ndigits(root)
+    ensure_ndigits(root / "ndigits-v1")
     yield str(root)
     if old is None:
         os.environ.pop("SPIKEMASK_DATA", None)
     else:
         os.environ["SPIKEMASK_DATA"] = old
+
+
+def stale_and_live_temps(parent: Path, name: str) -> tuple[Path, Path]:
+    """Two temporary directories in ``parent`` named as ``spikemask.io`` names them: one owned by a process
+    that has exited (its pid no longer exists), one by this live process."""
+    from spikemask.io import private_dir
+
+    live = private_dir(parent, name)  # .<name>.<host>-<this pid>.<random>.tmp
+    proc = subprocess.Popen(["true"])
+    proc.wait()  # reaped: its pid names no process now
+    dead = live.with_name(live.name.replace(f"-{os.getpid()}.", f"-{proc.pid}.", 1))
+    dead.mkdir()
+    (dead / "half-written.npz").write_bytes(b"x")
+    return dead, live
 
 
 def make_active(model: nn.Module, x: torch.Tensor, gain: float = 2.0) -> nn.Module:

@@ -130,6 +130,8 @@ def test_resume_continues_from_last_checkpoint(ndigits_root, tmp_path, capsys):
     assert [r["epoch"] for r in first] == [0]
 
     code, out, err = run(capsys, "-q", "train", "--config", cfg, "--resume")  # the file says 2 epochs
+    assert code == 2 and "schedule.epochs: 1 -> 2" in err and "--allow-config-change" in err
+    code, out, err = run(capsys, "-q", "train", "--config", cfg, "--resume", "--allow-config-change")
     assert code == 0, err
     lines = metric_lines(run_dir)
     assert [r["epoch"] for r in lines] == [0, 1]
@@ -138,10 +140,14 @@ def test_resume_continues_from_last_checkpoint(ndigits_root, tmp_path, capsys):
     assert state["epoch"] == 1 and [h["epoch"] for h in state["history"]] == [0, 1]
 
     # from the checkpoint alone: its stored config, with an override
-    code, out, err = run(capsys, "-q", "train", "--resume", run_dir / "last.pt", "--set", "schedule.epochs=3")
+    code, out, err = run(capsys, "-q", "train", "--resume", run_dir / "last.pt", "--set", "schedule.epochs=3",
+                         "--allow-config-change")
     assert code == 0, err
     assert [r["epoch"] for r in metric_lines(run_dir)] == [0, 1, 2]
-    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 2
+    state = load_checkpoint(run_dir / "last.pt")
+    assert state["epoch"] == 2
+    assert [(c["at_epoch"], c["changes"]) for c in state["config_changes"]] == [
+        (1, {"schedule.epochs": [1, 2]}), (2, {"schedule.epochs": [2, 3]})]
 
 
 def test_resume_without_a_checkpoint_says_so(ndigits_root, tmp_path, capsys):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import stale_and_live_temps
 from scipy import ndimage
 
 import spikemask.data.ndigits as ndigits_mod
@@ -49,8 +50,14 @@ def subset(labels, per_class_train=2, per_class_test=1):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, digits):
+    """(data root, N-Digits folder ``<root>/ndigits-v1``) of a small subset; caches go to ``<root>/cache``."""
     root = tmp_path_factory.mktemp("ndroot")
-    return root, ensure_ndigits(root, indices=subset(digits[1]))
+    return root, ensure_ndigits(root / "ndigits-v1", indices=subset(digits[1]))
+
+
+def nd(built, split, **kw):
+    root, data = built
+    return NDigits(data, split, cache_root=root / "cache", **kw)
 
 
 # ---------------------------------------------------------------- emulator
@@ -199,14 +206,31 @@ def test_ensure_reuses_and_refuses_other_settings(tmp_path, built, digits):
     root, data = built
     idx = subset(digits[1])
     stamp = (data / "manifest.json").stat().st_mtime_ns
-    assert ensure_ndigits(root, indices=idx) == data
+    assert ensure_ndigits(data, indices=idx) == data
     assert (data / "manifest.json").stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="different settings.*emulator"):
-        ensure_ndigits(root, indices=idx, config=EmulatorConfig(threshold=0.3))
+        ensure_ndigits(data, indices=idx, config=EmulatorConfig(threshold=0.3))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "stray.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"no valid N-Digits manifest.*Train/<digit>/<index>\.bin.*empty or missing"):
+        ensure_ndigits(tmp_path / "mine")  # someone else's folder: never built into, never offered for deletion
     (tmp_path / "ndigits-v1").mkdir()
-    (tmp_path / "ndigits-v1" / "stray.txt").write_text("x")
-    with pytest.raises(ValueError, match=r"no valid N-Digits manifest.*Train/<digit>/<index>\.bin"):
+    with pytest.raises(ValueError, match=r"holds ndigits-v1/: pass .*ndigits-v1 as the root"):
         ensure_ndigits(tmp_path)
+
+
+def test_the_root_is_the_data_set_folder(built, digits, monkeypatch, caplog):
+    root, data = built
+    monkeypatch.setenv("SPIKEMASK_DATA", str(root))
+    ds = NDigits(split="test", T=2)  # default: $SPIKEMASK_DATA/ndigits-v1, caches in $SPIKEMASK_DATA/cache
+    assert ds.root == data and ds.cache_file.parent == root / "cache"
+    assert get_dataset("ndigits", split="test", T=2, root=data).cache_file == ds.cache_file
+    with caplog.at_level("WARNING", logger="spikemask.data.ndigits"):
+        old_style = NDigits(root, "test", T=2)  # the parent folder, as roots were given before
+        assert ensure_ndigits(root, indices=subset(digits[1])) == data
+    assert old_style.root == data and old_style.cache_file == ds.cache_file
+    assert "deprecated" in caplog.text and str(data) in caplog.text
+    assert all("\n" not in r.getMessage() for r in caplog.records)
 
 
 def test_concurrent_build_loser_discards_its_copy(tmp_path, caplog):
@@ -215,25 +239,37 @@ def test_concurrent_build_loser_discards_its_copy(tmp_path, caplog):
 
     def rival_finishes_first(_n):  # runs inside the first build, after its files are written
         if not results:
-            results.append(ensure_ndigits(root, indices=[3, 4]))
+            results.append(ensure_ndigits(root / "nd", indices=[3, 4]))
 
     with caplog.at_level("INFO", logger="spikemask.data.ndigits"):
-        first = ensure_ndigits(root, indices=[3, 4], progress=rival_finishes_first)
+        first = ensure_ndigits(root / "nd", indices=[3, 4], progress=rival_finishes_first)
     assert "another process finished building" in caplog.text  # the outer build lost the rename
-    assert first == results[0] == root / "ndigits-v1"
-    assert sorted(p.name for p in root.iterdir()) == ["ndigits-v1"]  # the loser's temp dir is gone
+    assert first == results[0] == root / "nd"
+    assert sorted(p.name for p in root.iterdir()) == ["nd"]  # the loser's temp dir is gone
     assert sum(read_manifest(first)["num_samples"].values()) == 2
 
 
 def test_two_processes_build_one_dataset(tmp_path):
     code = "import sys; from spikemask.data import ensure_ndigits as e; print(e(sys.argv[1], indices=range(20)))"
-    cmd = [sys.executable, "-c", code, str(tmp_path)]
+    cmd = [sys.executable, "-c", code, str(tmp_path / "nd")]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
-    assert outs[0] == outs[1] == str(tmp_path / "ndigits-v1")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ndigits-v1"]
-    assert sum(read_manifest(tmp_path / "ndigits-v1")["num_samples"].values()) == 20
+    assert outs[0] == outs[1] == str(tmp_path / "nd")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nd"]
+    assert sum(read_manifest(tmp_path / "nd")["num_samples"].values()) == 20
+
+
+def test_killed_builds_leftovers_are_removed_and_live_ones_kept(tmp_path, built):
+    data_dead, data_live = stale_and_live_temps(tmp_path, "nd")
+    ensure_ndigits(tmp_path / "nd", indices=[0, 1])  # the data set's parent is cleaned before a build
+    assert not data_dead.exists() and data_live.is_dir()
+    root, _ = built
+    (root / "cache").mkdir(exist_ok=True)
+    cache_dead, cache_live = stale_and_live_temps(root / "cache", "ndigits-v1-test-T7-number-0.npz")
+    nd(built, "test", T=7)  # ... and the cache folder before a cache file is written
+    assert not cache_dead.exists() and cache_live.is_dir()
+    cache_live.rmdir()  # the module's cache folder is shared with the other tests
 
 
 # ---------------------------------------------------------------- the torch Dataset and its cache
@@ -241,7 +277,7 @@ def test_two_processes_build_one_dataset(tmp_path):
 
 def test_dataset_items_and_registry(built):
     root, data = built
-    ds = get_dataset("ndigits", split="train", T=4, root=root)
+    ds = get_dataset("ndigits", split="train", T=4, root=data, cache_root=root / "cache")
     m = read_manifest(data)
     assert isinstance(ds, NDigits) and len(ds) == m["num_samples"]["train"] == ds.labels.shape[0]
     x, y = ds[0]
@@ -257,8 +293,7 @@ def test_dataset_items_and_registry(built):
 
 
 def test_binarize(built):
-    root, _ = built
-    ds = NDigits(root, "test", T=2, binarize=True)
+    ds = nd(built, "test", T=2, binarize=True)
     assert set(np.unique(ds.frames).tolist()) <= {0, 1} and ds[0][0].max() == 1
 
 
@@ -267,17 +302,18 @@ def test_cache_is_reused_and_keyed(built, monkeypatch):
     reads = []
     real_read = ndigits_mod.read_atis_bin
     monkeypatch.setattr(ndigits_mod, "read_atis_bin", lambda *a, **k: reads.append(a[0]) or real_read(*a, **k))
-    first = NDigits(root, "train", T=8)
+    first = nd(built, "train", T=8)
     assert len(reads) == len(first) and first.cache_file.is_file()
     reads.clear()
-    second = NDigits(root, "train", T=8)
+    second = nd(built, "train", T=8)
     assert reads == [] and second.cache_file == first.cache_file
     assert np.array_equal(second.frames, first.frames) and np.array_equal(second.labels, first.labels)
     assert first.frames.dtype == np.uint8 and first.frames.shape == (len(first), 8, 2, 32, 32)
     variants = [(t, s, b) for t in (4, 8) for s in ("number", "time") for b in (False, True)]
-    keys = {NDigits(root, "train", T=t, split_by=s, binarize=b).cache_file for t, s, b in variants}
+    keys = {nd(built, "train", T=t, split_by=s, binarize=b).cache_file for t, s, b in variants}
     assert len(keys) == 8
-    assert NDigits(root, "test", T=8).cache_file != first.cache_file
+    assert nd(built, "test", T=8).cache_file != first.cache_file
+    assert first.cache_file.parent == root / "cache"
 
 
 def test_interrupted_cache_write_leaves_nothing(built, monkeypatch):
@@ -290,19 +326,48 @@ def test_interrupted_cache_write_leaves_nothing(built, monkeypatch):
 
     monkeypatch.setattr(np, "savez", savez_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        NDigits(root, "test", T=3)
+        nd(built, "test", T=3)
     monkeypatch.undo()
     assert not list((root / "cache").glob("*-T3-*")) and not list((root / "cache").glob(".*.tmp"))
-    ds = NDigits(root, "test", T=3)  # the next run builds it cleanly
+    ds = nd(built, "test", T=3)  # the next run builds it cleanly
     assert ds.cache_file.is_file() and len(ds) > 0
 
 
-def test_corrupt_cache_is_rebuilt(built):
-    root, _ = built
-    ds = NDigits(root, "test", T=5)
-    ds.cache_file.write_bytes(b"not a zip")
-    again = NDigits(root, "test", T=5)
-    assert np.array_equal(again.frames, ds.frames)
+def test_corrupt_cache_is_rebuilt_and_named(built, caplog):
+    ds = nd(built, "test", T=5)
+    good = ds.cache_file.read_bytes()
+    for damage in (b"not a zip", good[: len(good) // 2]):
+        ds.cache_file.write_bytes(damage)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="spikemask.data.ndigits"):
+            again = nd(built, "test", T=5)
+        assert np.array_equal(again.frames, ds.frames)
+        assert f"frame cache {ds.cache_file} is unreadable" in caplog.text and "rebuilding" in caplog.text
+
+
+@pytest.mark.parametrize("size", [(16, 16), (64, 64)])
+def test_size_rescales_events_and_keeps_every_event(built, size):
+    ds = nd(built, "test", T=2, size=size)
+    x, _ = ds[0]
+    assert x.shape == (2, 2, *size) and ds.frames.shape[2:] == (2, *size)
+    for i in range(len(ds)):
+        assert ds.frames[i].sum() == ds.read_events(i).size
+    assert f"-{size[0]}x{size[1]}-" in ds.cache_file.name and ds.cache_file != nd(built, "test", T=2).cache_file
+    if size == (16, 16):  # a 2x reduction sums 2x2 blocks exactly
+        full = nd(built, "test", T=2).frames.astype(np.int64)
+        assert np.array_equal(full.reshape(len(ds), 2, 2, 16, 2, 16, 2).sum(axis=(4, 6)), ds.frames)
+
+
+def test_native_size_is_the_default_cache(built):
+    plain, native = nd(built, "test", T=3), nd(built, "test", T=3, size=[32, 32])
+    assert native.cache_file == plain.cache_file
+    assert native.frames.dtype == plain.frames.dtype and native.frames.tobytes() == plain.frames.tobytes()
+
+
+@pytest.mark.parametrize("size", [(0, 32), (32, 5000), (32,), (32, 32, 32), "32x32", (32.5, 32), (True, 32)])
+def test_bad_sizes_are_refused_naming_the_option(built, size):
+    with pytest.raises(ValueError, match=r"ndigits: data\.size must be \[H, W\], two whole numbers from 1 to 4096"):
+        nd(built, "test", T=2, size=size)
 
 
 def test_default_root_from_environment(tmp_path, monkeypatch, built):
@@ -317,12 +382,12 @@ def test_default_root_from_environment(tmp_path, monkeypatch, built):
 def test_data_from_an_older_emulator_is_regenerated(tmp_path):
     from spikemask.data.dvs_emulator import EMULATOR_VERSION
 
-    final = ensure_ndigits(tmp_path, indices=[0, 1, 2])
+    final = ensure_ndigits(tmp_path / "nd", indices=[0, 1, 2])
     manifest = json.loads((final / "manifest.json").read_text())
     manifest["emulator_version"] = EMULATOR_VERSION - 1  # as if written by the previous emulator
     (final / "manifest.json").write_text(json.dumps(manifest))
     victim = next(final.glob("*/*/*.bin"))
     victim.write_bytes(b"")  # the old output must not survive
-    ensure_ndigits(tmp_path, indices=[0, 1, 2])
+    ensure_ndigits(tmp_path / "nd", indices=[0, 1, 2])
     assert json.loads((final / "manifest.json").read_text())["emulator_version"] == EMULATOR_VERSION
     assert victim.stat().st_size > 0

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from conftest import stale_and_live_temps
+from PIL import Image
 
 from spikemask.data import EventFileError, get_dataset, make_events
 from spikemask.data.event_dataset import DatasetNotFoundError
@@ -84,6 +87,18 @@ def test_cifar10dvs_tebn_protocol(data_root, tmp_path):
         get_dataset("cifar10dvs", split="test", T=2, root=root, protocol="random")
 
 
+def test_tebn_skips_files_it_cannot_place_with_a_warning(data_root, tmp_path, caplog):
+    root = tmp_path / "cifar10dvs"
+    write_cifar10dvs(root, indices=range(98, 102))
+    (root / "cat" / "cifar10_cat_99.aedat").rename(root / "cat" / "cat_copy.aedat")
+    with caplog.at_level("WARNING", logger="spikemask.data.sets.cifar10dvs"):
+        test = get_dataset("cifar10dvs", split="test", T=2, root=root, protocol="tebn")
+    assert [s.file.name for s in test.samples if s.label == 3] == ["cifar10_cat_98.aedat"]
+    assert len(test) == 19 and "cat_copy.aedat" in caplog.text and "cifar10_<class>_<i>.aedat" in caplog.text
+    assert len(get_dataset("cifar10dvs", split="train", T=2, root=root, protocol="tebn")) == 20
+    assert len(get_dataset("cifar10dvs", split="train", T=2, root=root)) == 40, "spikformer: every .aedat file"
+
+
 def test_resize_scales_coordinates_and_keeps_counts(data_root, tmp_path):
     root = tmp_path / "cifar10dvs"
     write_cifar10dvs(root, indices=range(10))
@@ -114,6 +129,61 @@ def test_cache_is_reused_keyed_and_invalidated(data_root, tmp_path):
     assert rebuilt.cache.path != first.cache.path
     assert not np.array_equal(frames_of(rebuilt, 0)[0], before), "the replaced file's events are framed"
     assert not [p for p in (data_root / "cache").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_killed_builds_leftovers_are_removed_and_live_ones_kept(data_root, tmp_path):
+    root = tmp_path / "cifar10dvs"
+    write_cifar10dvs(root, indices=range(2))
+    (data_root / "cache").mkdir(parents=True)
+    dead, live = stale_and_live_temps(data_root / "cache", "cifar10dvs-train-T4-number-0123456789abcdef")
+    get_dataset("cifar10dvs", split="train", T=4, root=root)
+    assert not dead.exists(), "a temporary of a process that no longer exists is removed by the next build"
+    assert live.is_dir(), "one a live process owns is left alone"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "wrong_shape", "missing"])
+def test_damaged_cache_sample_is_rebuilt_from_its_raw_file(data_root, tmp_path, caplog, damage):
+    root = tmp_path / "cifar10dvs"
+    write_cifar10dvs(root, indices=range(2))
+    first = get_dataset("cifar10dvs", split="train", T=4, root=root)
+    before = [frames_of(first, i)[0] for i in range(len(first))]
+    victim = first.cache.sample_path(3)
+    good = victim.read_bytes()
+    if damage == "truncated":
+        victim.write_bytes(good[: len(good) // 2])
+    elif damage == "garbage":  # same size: only loading it finds the damage
+        victim.write_bytes(bytes(len(good)))
+    elif damage == "wrong_shape":
+        np.savez_compressed(victim, frames=np.zeros((4, 2, 8, 8), np.uint8))
+    else:
+        victim.unlink()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="spikemask.data.cache"):
+        again = get_dataset("cifar10dvs", split="train", T=4, root=root)
+        after = [frames_of(again, i)[0] for i in range(len(again))]
+    assert again.cache.path == first.cache.path
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert str(victim) in caplog.text or (victim.name in caplog.text and str(again.cache.path) in caplog.text)
+    assert victim.read_bytes() == good or np.array_equal(np.load(victim)["frames"], before[3]), "written back"
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="spikemask.data.cache"):
+        frames_of(get_dataset("cifar10dvs", split="train", T=4, root=root), 3)
+    assert not caplog.text, "repaired once, for good"
+    assert not [p for p in again.cache.path.iterdir() if p.name.endswith(".tmp")]
+    np.savez_compressed(again.cache.sample_path(5), frames=np.zeros((4, 2, 8, 8), np.uint16))
+    assert np.array_equal(frames_of(again, 5)[0], before[5]), "an open data set checks every sample it loads"
+
+
+def test_damaged_cache_sample_of_a_broken_raw_file_names_the_raw_file(data_root, tmp_path):
+    root = tmp_path / "cifar10dvs"
+    write_cifar10dvs(root, indices=range(2))
+    ds = get_dataset("cifar10dvs", split="train", T=4, root=root)
+    ds.cache.sample_path(0).write_bytes(b"PK\x03\x04 not really a zip")
+    raw = ds.samples[0].file
+    raw.write_bytes(raw.read_bytes()[:-3])
+    with pytest.raises(EventFileError, match=rf"{raw.name}: .*truncated file") as err:
+        ds[0]
+    assert "\n" not in str(err.value)
 
 
 def test_corrupt_file_names_itself_and_leaves_no_cache(data_root, tmp_path):
@@ -150,6 +220,18 @@ def test_missing_data_set_explains_the_layout(data_root, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetNotFoundError, match="no train samples"):
         get_dataset("cifar10dvs", split="train", T=4, root=tmp_path / "empty")
+
+
+@pytest.mark.parametrize("size", [(0, 64), (64, 4097), (64,), "64x64", (64.0, 64), None])
+def test_sizes_are_checked_naming_the_option(data_root, tmp_path, size):
+    root = tmp_path / "cifar10dvs"
+    write_cifar10dvs(root, indices=range(1))
+    if size is None:  # one int: a square
+        assert get_dataset("cifar10dvs", split="train", T=2, root=root, size=16)[0][0].shape == (2, 2, 16, 16)
+        return
+    with pytest.raises(ValueError, match=r"cifar10dvs: data\.size must be \[H, W\], two whole numbers from 1 to "
+                                         r"4096 pixels, got"):
+        get_dataset("cifar10dvs", split="train", T=2, root=root, size=size)
 
 
 # ---------------------------------------------------------------- DVS128 Gesture
@@ -245,6 +327,31 @@ def test_cifar10_images(tmp_path):
     assert len(train) == 60 and len(test) == 4
     x, y = test[2]
     assert y == 2 and x.shape == (3, 32, 32) and np.allclose(x.numpy() * 255, images[2])
+    big = get_dataset("cifar10", split="test", T=4, root=tmp_path / "cifar10", size=(64, 48))
+    x2, y2 = big[2]
+    assert y2 == 2 and x2.shape == (3, 64, 48) and 0 <= x2.min() and x2.max() <= 1
+    assert torch.equal(get_dataset("cifar10", split="test", T=4, root=tmp_path / "cifar10", size=(32, 32))[2][0], x)
+    with pytest.raises(ValueError, match=r"cifar10: data\.size must be"):
+        get_dataset("cifar10", split="test", T=4, root=tmp_path / "cifar10", size=(0, 32))
+
+
+def test_imagenet_at_a_small_size(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for wnid in ("n01440764", "n01443537"):
+            for k in range(2):
+                path = tmp_path / "imagenet" / split / wnid / f"{wnid}_{k}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 256, (30 + 7 * k, 41, 3), dtype=np.uint8)).save(path)
+    for size, want in (((32, 32), (3, 32, 32)), ((24, 40), (3, 24, 40))):
+        for split in ("train", "test"):
+            ds = get_dataset("imagenet", split=split, T=4, root=tmp_path / "imagenet", size=size)
+            x, y = ds[1]
+            assert len(ds) == 4 and x.shape == want and x.dtype == torch.float32 and y == 0
+    default = get_dataset("imagenet", split="test", T=4, root=tmp_path / "imagenet")
+    assert default[0][0].shape == (3, 224, 224)
+    with pytest.raises(ValueError, match=r"imagenet: data\.size must be"):
+        get_dataset("imagenet", split="test", T=4, root=tmp_path / "imagenet", size=(10_000, 10_000))
 
 
 # ---------------------------------------------------------------- CLI and training on a real-format set

@@ -332,3 +332,173 @@ def test_papers_unmasked_energy_exceeds_its_own_formula_maximum():
     ours = dense_energy(sm.create_model("spikformer_2_256_dvs"))["totals"]["papers_formula_energy_mj"]
     assert ours == pytest.approx(bound_mj, rel=1e-9)
     assert bound_mj < 8.20 * 0.75, "Table 1 of 000 reports 8.20 mJ for this model at T = 16"
+
+
+# ---------------------------------------------------------------- T = 1, mask draws, masks that saw nothing
+@pytest.mark.parametrize("variant", ["test_spikformer", "spikformer_2_256_dvs"])
+def test_dense_count_is_affine_in_T_from_T_equals_1(variant):
+    """E(T) = T·a + b exactly, b the head (run once per sample, after the time mean, as real MACs)."""
+    reports = {T: dense_energy(sm.create_model(variant, mask={"ratio": 0.5}), T=T) for T in (1, 2, 3, 4)}
+    cfg = sm.create_model(variant).config
+    head = cfg.embed_dim * cfg.num_classes  # the linear head's MACs, the constant b / E_MAC
+    one = rows_by_name(reports[1])
+    assert one["head"]["steps"] == 1 and one["head"]["encoding"] == "real" and one["head"]["macs"] == head
+    assert one["blocks.0.mlp.fc2"]["encoding"] == "binary", "a spiking layer at T = 1 is still accumulate-only"
+    # masks count at T = 1 too: fc2 reads hidden spikes kept with probability 0.5
+    hidden = cfg.grid ** 2 * int(cfg.embed_dim * cfg.mlp_ratio)
+    assert one["blocks.0.mlp.fc2"]["sops"] == hidden * cfg.embed_dim * 0.5
+    a_sops, a_macs = reports[1]["totals"]["sops"], reports[1]["totals"]["macs"] - head
+    for T, report in reports.items():
+        t = report["totals"]
+        assert t["sops"] == T * a_sops and t["macs"] == T * a_macs + head, T
+        assert t["energy_mj"] == pytest.approx((T * (E_AC * a_sops + E_MAC * a_macs) + E_MAC * head) * 1e-9,
+                                               rel=1e-12)
+        assert t["neuron_updates"] == T * reports[1]["totals"]["neuron_updates"]
+        assert t["ann_macs"] == reports[1]["totals"]["ann_macs"], "the ANN baseline does not depend on T"
+        rows = rows_by_name(report)
+        assert {r["steps"] for n, r in rows.items() if n != "head"} == {T} and rows["head"]["steps"] == 1
+        for name, row in rows.items():
+            if name != "head":
+                assert (row["sops"], row["macs"], row["rule"]) == (T * one[name]["sops"], T * one[name]["macs"],
+                                                                   one[name]["rule"]), (name, T)
+
+
+def test_measured_counts_at_T_equals_1_batch_1(active_tiny):
+    model, x = active_tiny
+    x = x[:1, :1]  # [T=1, B=1, 2, 32, 32]
+    report = measure_energy(model, [x])
+    rows = rows_by_name(report)
+    assert report["T"] == 1 and report["samples"] == 1
+    for name, calls in capture_inputs(model, x).items():  # exact counts against the naive references
+        (module, args, _), = calls
+        if isinstance(module, nn.Conv2d):
+            expected = naive_conv_uses(args[0] != 0, module)
+        elif isinstance(module, nn.Linear):
+            expected = float((args[0] != 0).sum()) * module.out_features
+        else:
+            expected = float(((args[0] != 0).double() @ (args[1] != 0).double()).sum())
+        assert rows[name]["events"] == expected, name
+        assert rows[name]["steps"] == 1, name
+    assert rows["sps.stages.1.conv"]["encoding"] == "binary"
+    assert rows["head"]["encoding"] == "real" and rows["head"]["macs"] == 32 * 10
+    dense = rows_by_name(dense_energy(model, T=1))
+    for name, row in rows.items():
+        if row["rule"].startswith("1 AC"):  # binary synaptic layers: never above the dense count
+            assert 0 < row["sops"] <= dense[name]["sops"], name
+
+
+def test_a_silent_network_still_pays_its_head_once_per_sample():
+    """The head's input is a time average: real by construction, even when it happens to be all zero."""
+    model = sm.create_model("test_spikformer").eval()  # untrained, BN at identity: zeros stay silent
+    for T in (1, 2):
+        report = measure_energy(model, [torch.zeros(T, 1, 2, 32, 32)])
+        head = rows_by_name(report)["head"]
+        assert report["totals"]["spikes"] == 0
+        assert (head["encoding"], head["steps"], head["macs"]) == ("real", 1, 32 * 10), T
+
+
+SITE_DRAWS = {"attn.q": 16 * 32, "attn.k": 16 * 32, "attn.scores": 2 * 16 * 16, "mlp.hidden": 16 * 128}  # per step
+
+
+@pytest.mark.parametrize("draw", ["all", "arriving"])
+@pytest.mark.parametrize("shared", [False, True])
+def test_mask_draws_equal_the_random_numbers_actually_drawn(active_tiny, monkeypatch, draw, shared):
+    model, x = active_tiny
+    sm.apply_rsm(model, ratio=0.5, share_over_time=shared, draw=draw)
+    drawn = []
+    rand = torch.rand
+
+    def counting_rand(*args, **kwargs):
+        out = rand(*args, **kwargs)
+        drawn.append(out.numel())
+        return out
+
+    monkeypatch.setattr(torch, "rand", counting_rand)
+    report = measure_energy(model, [x], mask_seeds=range(2))
+    monkeypatch.undo()
+    n, T = x.shape[1], x.shape[0]
+    t = report["totals"]
+    assert t["mask_draws"] * n * 2 == pytest.approx(sum(drawn))  # two seeds, each pass over the data
+    assert t["mask_draw_energy_mj"] == pytest.approx(0.4 * t["mask_draws"] * 1e-9)
+    by_site = {m["site"]: m for m in report["masks"]}
+    all_draws = sum(SITE_DRAWS.values()) * (1 if shared else T)
+    if draw == "all":
+        assert t["mask_draws"] == all_draws
+        assert by_site["attn.scores"]["draws"] == SITE_DRAWS["attn.scores"] * (1 if shared else T)
+    else:
+        assert 0 < t["mask_draws"] < all_draws
+        if not shared:  # one draw per arriving spike
+            for m in report["masks"]:
+                assert m["draws"] == pytest.approx(m["nnz_before"] if m["active"] else 0.0), m["name"]
+    assert by_site["mlp.hidden_pre"]["draws"] == 0, "a mask at τ = 0 draws nothing"
+    assert all(m["draw"] == draw and m["shared_over_time"] == shared for m in report["masks"])
+
+
+def test_mask_draws_dense_and_left_out_of_the_compute_total():
+    model = sm.create_model("spikformer_2_256_dvs", mask={"ratio": 0.7})
+    report = dense_energy(model, config=EnergyConfig(e_rng_pj=1.0))
+    t = report["totals"]
+    per_block = 2 * 64 * 256 + 16 * 64 * 64 + 64 * 1024  # Q, K; scores [H, N, N]; hidden [N, 4D]
+    assert t["mask_draws"] == 16 * 2 * per_block == 5_242_880
+    assert t["mask_draw_energy_mj"] == pytest.approx(5_242_880e-9)
+    assert t["energy_mj"] == pytest.approx(sum(r["energy_pj"] for r in report["layers"]) * 1e-9)
+    sm.apply_rsm(model, draw="arriving")  # dense: every element counts as an arriving spike
+    assert dense_energy(model)["totals"]["mask_draws"] == 5_242_880
+    with pytest.raises(ValueError, match="e_rng_pj"):
+        EnergyConfig(e_rng_pj=-1.0)
+
+
+def test_realised_ratio_is_none_when_a_mask_saw_no_spike(active_tiny):
+    from spikemask.cli.render import render_energy
+    from spikemask.energy import EnergyCounter, build_report, combine_reports
+
+    silent = sm.create_model("test_spikformer", mask={"ratio": 0.5}).eval()
+    report = measure_energy(silent, [torch.zeros(1, 1, 2, 32, 32)], mask_seeds=range(2))
+    q = next(m for m in report["masks"] if m["site"] == "attn.q")
+    assert q["nnz_before"] == 0 and q["realised"] is None, "no spike to mask: not 'mask off'"
+    assert rows_by_name(report)["blocks.0.attn.qk"]["masks"][0]["realised"] is None
+    assert "q:0.5→n/a" in render_energy(report)
+
+    model, x = active_tiny
+    sm.apply_rsm(model, ratio=0.5)
+
+    def one_pass(seed, inputs):
+        model.reseed_masks(seed)
+        with EnergyCounter(model) as counter, torch.no_grad():
+            model(inputs)
+        return build_report(counter, EnergyConfig())
+
+    # a pass that reaches the Q mask, and one in which no spike does (the Q projection silenced)
+    seen = one_pass(0, x)
+    with torch.no_grad():
+        model.blocks[0].attn.q_bn.bias.fill_(-100.0)
+    blind = one_pass(1, x)
+    def q_realised(report):
+        return next(m for m in report["masks"] if m["name"] == "blocks.0.attn.mask_q")["realised"]
+
+    assert q_realised(blind) is None and 0.3 < q_realised(seen) < 0.7
+    merged = combine_reports([seen, blind])
+    assert q_realised(merged) == q_realised(seen), "the mean over the seeds whose mask saw spikes"
+    assert rows_by_name(merged)["blocks.0.attn.qk"]["masks"][0]["realised"] == q_realised(seen)
+    assert q_realised(combine_reports([blind, blind])) is None
+
+
+def test_paper_discrepancies_figures():
+    """Every figure docs/paper_discrepancies.md cites, as `spikemask energy --dense` prints it."""
+    def dense(T, ratio=0.0):
+        report = dense_energy(sm.create_model("spikformer_2_256_dvs", mask={"ratio": ratio}), T=T)
+        return report["totals"], rows_by_name(report)
+
+    for T, bound, first in [(8, "3.005", "347288.37"), (10, "3.756", "434110.46"), (16, "6.01", "694576.74")]:
+        t, rows = dense(T)
+        assert f"{t['papers_formula_energy_mj']:.4g}" == bound, T
+        assert f"{rows['sps.stages.0.conv']['energy_pj'] / 1e3:.2f}" == first, T
+        reading = sum(r["share"] for r in rows.values() if r["masks"])
+        assert f"{100 * reading:.2f}" == "9.17", T
+    bound = t["papers_formula_energy_mj"]
+    assert (round(8.20 / bound, 2), round(9.92 / bound, 2)) == (1.36, 1.65)  # Tables 1 and 2 of 000 at T = 16
+    masked, _ = dense(16, 0.7)
+    assert (f"{t['energy_mj']:.4g}", f"{masked['energy_mj']:.4g}") == ("5.931", "5.544")
+    assert f"{100 * (1 - masked['energy_mj'] / t['energy_mj']):.2f}" == "6.52"
+    assert round((t["sops"] + t["macs"] - masked["sops"] - masked["macs"]) / 1e6) == 430
+    assert masked["mask_draws"] == 5_242_880

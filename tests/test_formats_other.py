@@ -176,15 +176,24 @@ def test_asl_bad_files(tmp_path, cols, problem):
     assert problem in str(err.value)
 
 
-@pytest.mark.parametrize("raw", [b"", b"MATLAB? no, just text\n" * 10, None])
-def test_asl_not_a_mat_file(tmp_path, raw):
+@pytest.mark.parametrize(
+    "raw, problem",
+    [
+        (b"", "empty file"),
+        (b"MATLAB? no, just text\n" * 10, "not a readable MATLAB v5 .mat file"),
+        (None, "truncated .mat file (the element at byte offset"),
+        (-130, "truncated .mat file (30 bytes, shorter than the 128-byte MATLAB header)"),
+    ],
+)
+def test_asl_not_a_mat_file(tmp_path, raw, problem):
     path = tmp_path / "junk.mat"
-    if raw is None:  # a real MAT file cut short
+    if raw is None or isinstance(raw, int):  # a real MAT file cut short: in its data, or in its header
         save_mat(path, ts=np.arange(100), x=np.arange(100), y=np.arange(100), pol=np.zeros(100))
-        raw = path.read_bytes()[:-40]
+        raw = path.read_bytes()[:-40] if raw is None else path.read_bytes()[:30]
     path.write_bytes(raw)
-    with pytest.raises(EventFileError, match=r"junk\.mat: not a readable MATLAB v5 \.mat file"):
+    with pytest.raises(EventFileError, match=r"junk\.mat: ") as err:
         read_asl_mat(path)
+    assert problem in str(err.value)
 
 
 def test_asl_matrix_instead_of_vector(tmp_path):
@@ -428,6 +437,23 @@ def test_load_image_eval_matches_step_by_step_pil(tmp_path, w, h, new, box):
     out = load_image(path, size=32)
     assert out.dtype == torch.uint8 and out.shape == (3, 32, 32)
     assert np.array_equal(out.permute(1, 2, 0).numpy(), expected)
+
+
+def test_load_image_non_square_size_as_timm(tmp_path):
+    path = save_img(tmp_path / "im.png", w=50, h=40, fmt="PNG")
+    # (H, W) = (24, 40): timm's ResizeKeepRatio to cover (floor(24 / 0.875), floor(40 / 0.875)) = (27, 45):
+    # ratio min(40 / 27, 50 / 45) -> 45 x 36, then a centered 40 x 24 crop (offsets 2.5 -> 2 and 6)
+    expected = np.array(Image.open(path).convert("RGB").resize((45, 36), Image.Resampling.BICUBIC).crop((2, 6, 42, 30)))
+    out = load_image(path, size=(24, 40))
+    assert out.shape == (3, 24, 40) and np.array_equal(out.permute(1, 2, 0).numpy(), expected)
+    g = torch.Generator().manual_seed(0)
+    box = random_resized_crop_box(50, 40, g)
+    unflipped = np.array(Image.open(path).crop(box).resize((40, 24), Image.Resampling.BICUBIC))
+    # flip=False: the crop alone (the batch augmentation flips instead); seed 0 draws a flip otherwise
+    got = load_image(path, (24, 40), train=True, generator=torch.Generator().manual_seed(0), flip=False)
+    assert np.array_equal(got.permute(1, 2, 0).numpy(), unflipped)
+    flipped = load_image(path, (24, 40), train=True, generator=torch.Generator().manual_seed(0))
+    assert np.array_equal(flipped.permute(1, 2, 0).numpy(), unflipped[:, ::-1])
 
 
 def test_load_image_no_resize_when_short_side_fits(tmp_path):

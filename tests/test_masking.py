@@ -184,3 +184,78 @@ def test_seeded_masks_give_reproducible_inference(active_tiny):
         c = model(x)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+# ---------------------------------------------------------------- drawing only where spikes arrive
+@pytest.mark.parametrize("ratio", [0.3, 0.7])
+def test_arriving_draws_keep_each_spike_with_probability_one_minus_tau(ratio):
+    x = _binary((4, 8, 2000), p=0.2) * 2.0  # values other than 1 reveal any rescaling
+    y = random_spike_mask(x, ratio, draw="arriving", generator=torch.Generator().manual_seed(3))
+    n = int((x != 0).sum())
+    kept = int((y != 0).sum())
+    assert abs(kept / n - (1 - ratio)) < 5 * math.sqrt(ratio * (1 - ratio) / n)  # 5 binomial std
+    assert not bool(((y != 0) & (x == 0)).any()), "masking never creates a spike"
+    assert torch.equal(y[y != 0], x[y != 0])
+
+
+def test_arriving_draws_are_seeded_and_draw_one_number_per_spike():
+    x = _binary((3, 2, 300), p=0.3)
+    a = random_spike_mask(x, 0.5, draw="arriving", generator=torch.Generator().manual_seed(5))
+    b = random_spike_mask(x, 0.5, draw="arriving", generator=torch.Generator().manual_seed(5))
+    c = random_spike_mask(x, 0.5, draw="arriving", generator=torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    g = torch.Generator().manual_seed(5)
+    random_spike_mask(x, 0.5, draw="arriving", generator=g)
+    after = torch.Generator().manual_seed(5)
+    torch.rand(int((x != 0).sum()), generator=after)
+    assert torch.equal(g.get_state(), after.get_state()), "exactly nnz(x) random numbers drawn"
+    # on an all-ones tensor every element arrives: the same numbers, in the same order, as drawing all
+    ones = torch.ones(3, 2, 300)
+    assert torch.equal(random_spike_mask(ones, 0.5, draw="arriving", generator=torch.Generator().manual_seed(5)),
+                       random_spike_mask(ones, 0.5, generator=torch.Generator().manual_seed(5)))
+
+
+def test_arriving_draws_shared_over_time_keep_a_position_at_every_step():
+    x = _binary((6, 4, 500), p=0.3)
+    y = random_spike_mask(x, 0.5, draw="arriving", share_over_time=True, generator=torch.Generator().manual_seed(0))
+    kept_somewhere = ((y != 0).any(dim=0))  # [B, ...]
+    fired = x != 0
+    assert torch.equal(y != 0, fired & kept_somewhere), "a kept position keeps every spike of every step"
+    g = torch.Generator().manual_seed(0)
+    random_spike_mask(x, 0.5, draw="arriving", share_over_time=True, generator=g)
+    after = torch.Generator().manual_seed(0)
+    torch.rand(int(fired.any(dim=0).sum()), generator=after)
+    assert torch.equal(g.get_state(), after.get_state()), "one number per position that fires at some step"
+    assert 0.4 < kept_somewhere.sum() / fired.any(dim=0).sum() < 0.6
+
+
+@pytest.mark.parametrize("draw", ["all", "arriving"])
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1, 40), (1, 3, 5), (4, 1, 7), (0, 2, 5), (2, 0, 5), (3, 2, 0)])
+def test_edge_inputs(draw, shared, shape):
+    g = torch.Generator().manual_seed(1)
+    zeros = torch.zeros(shape)
+    out = random_spike_mask(zeros, 0.5, draw=draw, share_over_time=shared, generator=g)
+    assert out.shape == zeros.shape and torch.count_nonzero(out) == 0
+    ones = torch.ones(shape)
+    out = random_spike_mask(ones, 0.5, draw=draw, share_over_time=shared, generator=g)
+    assert out.shape == ones.shape and set(out.unique().tolist()) <= {0.0, 1.0}
+    if shared and shape[0] > 1:
+        assert all(torch.equal(out[0], out[t]) for t in range(shape[0]))
+    assert torch.count_nonzero(random_spike_mask(ones, 1.0, draw=draw, share_over_time=shared)) == 0
+    assert random_spike_mask(ones, 0.0, draw=draw, share_over_time=shared) is ones
+
+
+def test_draw_mode_in_config_module_and_model():
+    with pytest.raises(ValueError, match="draw"):
+        MaskConfig(draw="some")
+    with pytest.raises(ValueError, match="draw"):
+        random_spike_mask(torch.ones(2, 2), 0.5, draw="some")
+    assert MaskConfig().draw == "all", "the default keeps existing results unchanged"
+    cfg = MaskConfig(ratio=0.5, sites=("attn.q",), draw="arriving")
+    assert "drawn where spikes arrive" in cfg.describe()
+    model = sm.create_model("test_spikformer", mask={"ratio": 0.5, "draw": "arriving"})
+    masks = [m for m in model.modules() if isinstance(m, SpikeMask)]
+    assert all(m.draw == "arriving" for m in masks) and "drawn where spikes arrive" in repr(masks[0])
+    sm.apply_rsm(model, draw="all")
+    assert model.config.mask.draw == "all" and all(m.draw == "all" for m in masks)

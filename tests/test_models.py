@@ -79,7 +79,7 @@ def test_wrong_override_type_names_the_path():
         (dict(num_heads=0), "num_heads must be >= 1, got 0"),
         (dict(num_heads=3), "embed_dim 32 is not divisible by num_heads 3"),
         (dict(embed_dim=12, num_heads=1), "embed_dim must be a positive multiple of 8"),
-        (dict(embed_dim=0), "embed_dim must be a positive multiple of 8"),
+        (dict(embed_dim=0), "model.embed_dim must be >= 8, got 0"),
         (dict(num_classes=0), "num_classes must be >= 1, got 0"),
         (dict(depth=-1), "depth must be >= 0, got -1"),
         (dict(in_channels=0), "in_channels must be >= 1, got 0"),

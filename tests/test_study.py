@@ -46,7 +46,7 @@ def demo(capsys, cfg_path, out, *overrides) -> str:
     capsys.readouterr()
     argv = ["-q", "demo", "--config", str(cfg_path), "--out", str(out)]
     for o in overrides:
-        argv += ["--set", o]
+        argv += [o] if o.startswith("--") else ["--set", o]
     code = main(argv)
     stdout, stderr = capsys.readouterr()
     assert code == 0, stderr
@@ -162,7 +162,7 @@ def test_accuracy_is_over_the_whole_test_split(study):
     assert {rep["samples"] for rep in reports.values()} == {24}
 
 
-def test_rerun_reuses_finished_cells_and_retrains_changed_ones(study, capsys):
+def test_rerun_reuses_finished_cells_and_retrains_changed_ones_only_when_asked(study, capsys):
     cfg_path, out, _ = study
     sd = out / "tiny"
     before = mtimes(sd)
@@ -176,7 +176,14 @@ def test_rerun_reuses_finished_cells_and_retrains_changed_ones(study, capsys):
     now = mtimes(sd)
     assert {k: now[k] for k in before} == before and set(now) == {"T2_tau00", "T2_tau20", "T2_tau50"}
 
-    demo(capsys, cfg_path, out, "base.optim.lr=0.002")  # every cell's config changed
+    # every cell's config changed: the finished runs are kept, and the message says how to retrain them
+    capsys.readouterr()
+    assert main(["demo", "--config", str(cfg_path), "--out", str(out), "--set", "base.optim.lr=0.002"]) == 2
+    err = capsys.readouterr().err
+    assert "optim.lr" in err and "--overwrite" in err and err.count("\n") == 1, err
+    assert mtimes(sd) == now
+
+    demo(capsys, cfg_path, out, "base.optim.lr=0.002", "--overwrite")
     now = mtimes(sd)
     assert all(now[k] != before[k] for k in before)
     for cell in before:

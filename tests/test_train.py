@@ -124,9 +124,9 @@ def test_resume_refuses_a_different_model(ndigits_root, tmp_path):
         fit(other, resume=True)
 
 
-def test_fresh_run_replaces_outputs_of_an_earlier_run(ndigits_root, tmp_path):
+def test_overwrite_replaces_outputs_of_an_earlier_run(ndigits_root, tmp_path):
     fit(tiny(tmp_path, "r"))
-    again = fit(tiny(tmp_path, "r", "optim.lr=1e-3"))
+    again = fit(tiny(tmp_path, "r", "optim.lr=1e-3"), overwrite=True)
     assert [r["epoch"] for r in metrics(again.run_dir)] == [0, 1]  # not appended to the old run's lines
 
 
@@ -347,3 +347,18 @@ def test_model_must_fit_the_data():
     with pytest.raises(ConfigError, match="11.*10 classes"):
         build_model_for(cfg)
     assert build_model_for(load_run_config(BASE)).config.num_classes == 10  # default: the data set's
+
+
+def test_capped_evaluation_samples_across_classes(ndigits_root):
+    """The test split is stored class by class: a cap must not mean 'the first classes only'."""
+    from spikemask.data import get_dataset
+    from spikemask.train.loop import eval_subset
+
+    labels = get_dataset("ndigits", split="test", T=2).labels
+    assert len(set(labels[:16].tolist())) == 1  # the first two batches of 8 hold one class
+    picked = eval_subset(len(labels), max_batches=2, batch_size=8, seed=0)
+    assert len(picked) == 16 == len(set(picked)) and picked == sorted(picked)
+    assert len(set(labels[picked].tolist())) >= 5
+    assert picked == eval_subset(len(labels), 2, 8, seed=0) != eval_subset(len(labels), 2, 8, seed=1)
+    assert eval_subset(len(labels), max_batches=100, batch_size=8, seed=0) is None  # the cap covers everything
+    assert eval_subset(len(labels), max_batches=None, batch_size=8, seed=0) is None

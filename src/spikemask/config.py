@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -18,6 +19,9 @@ import yaml
 
 __all__ = [
     "ConfigError",
+    "Bounds",
+    "bounded",
+    "check_bounds",
     "from_dict",
     "to_dict",
     "load_yaml",
@@ -40,6 +44,64 @@ def close_matches_hint(name: str, valid: typing.Iterable[str]) -> str:
     if not close:
         return ""
     return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The valid range of a numeric config field (``None``: no bound on that side)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def contains(self, v: float) -> bool:
+        return ((self.ge is None or v >= self.ge) and (self.gt is None or v > self.gt)
+                and (self.le is None or v <= self.le) and (self.lt is None or v < self.lt))
+
+    def describe(self) -> str:
+        """``"> 0"``, ``"<= 1"``, ``"in [0, 1)"``; ``"finite"`` when there is no bound."""
+        def num(v: float) -> str:
+            return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+        low, high = (self.ge, "[") if self.ge is not None else (self.gt, "("), \
+            (self.le, "]") if self.le is not None else (self.lt, ")")
+        if low[0] is not None and high[0] is not None:
+            return f"in {low[1]}{num(low[0])}, {num(high[0])}{high[1]}"
+        if low[0] is not None:
+            return f"{'>=' if low[1] == '[' else '>'} {num(low[0])}"
+        if high[0] is not None:
+            return f"{'<=' if high[1] == ']' else '<'} {num(high[0])}"
+        return "finite"
+
+
+def bounded(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+            le: float | None = None, lt: float | None = None) -> Any:
+    """A dataclass field whose numeric value :func:`check_bounds` keeps in range (None always passes)."""
+    return dataclasses.field(default=default, metadata={"bounds": Bounds(ge=ge, gt=gt, le=le, lt=lt)})
+
+
+def check_bounds(obj: Any, section: str) -> None:
+    """Refuse any :func:`bounded` field of dataclass ``obj`` that is out of range or not finite.
+
+    ``section`` is the dotted prefix the user writes (``optim``), so the message names the key as typed
+    in a YAML file or a ``--set``: ``optim.lr must be > 0, got -1.0``.
+    """
+    for f in dataclasses.fields(obj):
+        bounds = f.metadata.get("bounds")
+        value = getattr(obj, f.name)
+        if bounds is None or value is None:
+            continue
+        key = f"{section}.{f.name}" if section else f.name
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                wanted = "a finite number" if bounds == Bounds() else f"a number {bounds.describe()}"
+                raise ConfigError(f"{key} must be {wanted}, got {value!r}")
+            if not math.isfinite(v):
+                raise ConfigError(f"{key} must be a finite number, got {value!r}")
+            if not bounds.contains(v):
+                raise ConfigError(f"{key} must be {bounds.describe()}, got {value!r}")
 
 
 def _type_name(tp: Any) -> str:
@@ -104,14 +166,19 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return int(value)
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):  # no config value means anything as NaN or infinity
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -144,6 +211,10 @@ def from_dict(cls: type[C], data: dict[str, Any] | None, *, where: str = "") -> 
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
+    except ConfigError:
+        raise
+    except ValueError as exc:  # a check in __post_init__; its message names the key
+        raise ConfigError(str(exc)) from None
 
 
 def to_dict(obj: Any) -> Any:
@@ -159,12 +230,22 @@ def to_dict(obj: Any) -> Any:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config {str(path)!r} is a directory; give a YAML file (e.g. {str(path / 'config.yaml')!r})")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {exc.start}): "
+                          "save it as UTF-8 YAML") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+        one_line = " ".join(str(exc).split())
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {one_line}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -9,7 +9,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["SpikeMatmul", "MeanPool", "seq_apply", "TokenBN"]
+__all__ = ["SpikeMatmul", "MeanPool", "seq_apply", "TokenBN", "mark_after_time_mean", "is_after_time_mean"]
+
+_AFTER_TIME_MEAN = "after_time_mean"
+
+
+def mark_after_time_mean(module: nn.Module) -> nn.Module:
+    """Declare that ``module`` and everything inside it run after the mean over time; return it.
+
+    Such layers run once per sample, not once per step, on time averages: real-valued by
+    construction, whatever T is (at T = 1 as well). Models mark their head (everything after
+    the time-reducing pool) at construction; the energy counter reads the mark instead of
+    guessing from tensor shapes, which cannot tell the two apart at T = 1.
+    """
+    for m in module.modules():
+        setattr(m, _AFTER_TIME_MEAN, True)
+    return module
+
+
+def is_after_time_mean(module: nn.Module) -> bool:
+    """Whether ``module`` was marked with :func:`mark_after_time_mean`."""
+    return bool(getattr(module, _AFTER_TIME_MEAN, False))
 
 
 def seq_apply(module: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -19,9 +19,11 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .config import close_matches_hint
+from .config import bounded, check_bounds, close_matches_hint
 
-__all__ = ["MaskConfig", "SpikeMask", "random_spike_mask", "apply_rsm", "MaskableMixin", "check_ratio"]
+__all__ = ["MaskConfig", "SpikeMask", "random_spike_mask", "apply_rsm", "MaskableMixin", "check_ratio", "DRAW_MODES"]
+
+DRAW_MODES = ("all", "arriving")
 
 
 def check_ratio(ratio: float, where: str = "mask ratio") -> float:
@@ -44,21 +46,31 @@ class MaskConfig:
     share_over_time: one mask per sample shared by all T steps instead of a new mask every step.
     seed: seed of the masks' own random generators; None draws from torch's global generator
         (itself seeded from the run config, so runs stay reproducible).
+    draw: where random numbers are drawn. ``"all"``: one per element of the masked tensor (per
+        step, or per sample with ``share_over_time``), as the papers' RSM. ``"arriving"``: only
+        where a spike (a non-zero) arrives — with ``share_over_time``, where one arrives at some
+        step. The masked output has the same distribution (a zero stays zero either way), but
+        the random stream differs, so the same seed gives other masks than ``"all"``; on a GPU
+        it also costs a host sync per mask (the number of draws is data-dependent).
     """
 
-    ratio: float = 0.0
+    ratio: float = bounded(0.0, ge=0, lt=1)  # τ = 1 would drop every spike: nothing could be learned
     sites: tuple[str, ...] = ("attn.q", "attn.k", "attn.scores", "mlp.hidden")
     site_ratios: dict[str, float] = field(default_factory=dict)
     mode: Literal["always", "train"] = "always"
     share_over_time: bool = False
-    seed: int | None = None
+    seed: int | None = bounded(None, ge=0, lt=2**32)
+    draw: Literal["all", "arriving"] = "all"
 
     def __post_init__(self) -> None:
+        check_bounds(self, "mask")
         self.ratio = check_ratio(self.ratio, "mask.ratio")
         self.sites = tuple(self.sites)
         self.site_ratios = {s: check_ratio(r, f"mask.site_ratios[{s!r}]") for s, r in self.site_ratios.items()}
         if self.mode not in ("always", "train"):
             raise ValueError(f"mask.mode must be 'always' or 'train', got {self.mode!r}")
+        if self.draw not in DRAW_MODES:
+            raise ValueError(f"mask.draw must be 'all' or 'arriving', got {self.draw!r}")
 
     def ratio_for(self, site: str) -> float:
         if site in self.site_ratios:
@@ -82,7 +94,8 @@ class MaskConfig:
             groups.setdefault(r, []).append(s)
         parts = [f"τ={r:g} on {', '.join(ss)}" for r, ss in groups.items()]
         timing = "shared over T" if self.share_over_time else "per step"
-        return f"{'; '.join(parts)} ({self.mode}, {timing})"
+        draw = ", drawn where spikes arrive" if self.draw == "arriving" else ""
+        return f"{'; '.join(parts)} ({self.mode}, {timing}{draw})"
 
 
 def random_spike_mask(
@@ -91,18 +104,32 @@ def random_spike_mask(
     *,
     share_over_time: bool = False,
     generator: torch.Generator | None = None,
+    draw: str = "all",
 ) -> torch.Tensor:
     """Return ``x * m``, ``m ~ Bernoulli(1 - ratio)`` per element, without rescaling.
 
     x: ``[T, B, ...]``. With ``share_over_time`` one mask of shape ``[B, ...]`` serves every step.
     ``ratio`` may be anything in [0, 1] here (1 drops everything: used by the energy sanity checks).
+    ``draw="arriving"`` draws random numbers only where ``x`` is non-zero (with ``share_over_time``:
+    non-zero at some step); elsewhere the mask value is irrelevant, since ``0 * m = 0``. The
+    output has the same distribution as with ``"all"``, from a different random stream.
     """
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio must be in [0, 1], got {ratio}")
+    if draw not in DRAW_MODES:
+        raise ValueError(f"draw must be 'all' or 'arriving', got {draw!r}")
     if ratio == 0.0:
         return x
-    shape = x.shape[1:] if share_over_time else x.shape
-    keep = torch.rand(shape, generator=generator, device=x.device) >= ratio  # P(keep) = 1 - ratio
+    if draw == "all":
+        shape = x.shape[1:] if share_over_time else x.shape
+        keep = torch.rand(shape, generator=generator, device=x.device) >= ratio  # P(keep) = 1 - ratio
+        return x * keep.to(x.dtype)
+    arriving = x != 0
+    if share_over_time:
+        arriving = arriving.any(dim=0)  # [B, ...]: a spike at some step
+    keep = torch.zeros(arriving.shape, dtype=torch.bool, device=x.device)
+    draws = torch.rand(int(arriving.sum()), generator=generator, device=x.device)  # one per arriving element
+    keep[arriving] = draws >= ratio
     return x * keep.to(x.dtype)
 
 
@@ -120,6 +147,7 @@ class SpikeMask(nn.Module):
         self.ratio = 0.0
         self.mode = "always"
         self.share_over_time = False
+        self.draw = "all"
         self._seed: int | None = None
         self._generators: dict[torch.device, torch.Generator] = {}
 
@@ -128,6 +156,7 @@ class SpikeMask(nn.Module):
         self.ratio = cfg.ratio_for(self.site)
         self.mode = cfg.mode
         self.share_over_time = cfg.share_over_time
+        self.draw = cfg.draw
         self.reseed(None if cfg.seed is None else cfg.seed * 1_000_003 + index)
 
     def reseed(self, seed: int | None) -> None:
@@ -150,13 +179,14 @@ class SpikeMask(nn.Module):
         if not self.enabled:
             return x
         return random_spike_mask(
-            x, self.ratio, share_over_time=self.share_over_time, generator=self._generator(x.device)
+            x, self.ratio, share_over_time=self.share_over_time, generator=self._generator(x.device), draw=self.draw
         )
 
     def extra_repr(self) -> str:
         seed = "" if self._seed is None else ", seeded"
         timing = "shared over T" if self.share_over_time else "per step"
-        return f"site={self.site!r}, ratio={self.ratio:g}, mode={self.mode}, {timing}{seed}"
+        draw = ", drawn where spikes arrive" if self.draw == "arriving" else ""
+        return f"site={self.site!r}, ratio={self.ratio:g}, mode={self.mode}, {timing}{draw}{seed}"
 
 
 class MaskableMixin:
@@ -193,6 +223,7 @@ def apply_rsm(
     mode: str | None = None,
     share_over_time: bool | None = None,
     seed: int | None = None,
+    draw: str | None = None,
 ) -> nn.Module:
     """Set Random Spike Masking on ``model`` in place and return it.
 
@@ -205,7 +236,7 @@ def apply_rsm(
     if isinstance(sites, str):  # one site given as a string, not a list of its characters
         sites = [sites]
     changes = dict(ratio=ratio, sites=None if sites is None else tuple(sites), site_ratios=site_ratios,
-                   mode=mode, share_over_time=share_over_time, seed=seed)
+                   mode=mode, share_over_time=share_over_time, seed=seed, draw=draw)
     cfg = dataclasses.replace(model.config.mask, **{k: v for k, v in changes.items() if v is not None})
     model.set_mask(cfg)
     return model

@@ -26,6 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from .config import bounded, check_bounds
 from .surrogate import SURROGATES, spike_fn, surrogate_grad_
 
 __all__ = ["NeuronConfig", "SpikingNeuron", "LIF", "IF", "make_neuron"]
@@ -46,25 +47,22 @@ class NeuronConfig:
     """
 
     kind: Literal["lif", "if"] = "lif"
-    tau: float = 2.0
-    v_threshold: float = 1.0
-    v_reset: float = 0.0
-    v_init: float | None = None
+    tau: float = bounded(2.0, gt=0)
+    v_threshold: float = bounded(1.0, gt=0)
+    v_reset: float = bounded(0.0)  # any finite value
+    v_init: float | None = bounded(None)
     surrogate: Literal["sigmoid", "atan"] = "sigmoid"
-    alpha: float | None = None
+    alpha: float | None = bounded(None, gt=0)  # <= 0 would silence or flip every gradient
     detach_reset: bool = True
 
     def __post_init__(self) -> None:
+        check_bounds(self, "neuron")
         if self.kind not in ("lif", "if"):
             raise ValueError(f"neuron.kind must be 'lif' or 'if', got {self.kind!r}")
         if self.kind == "lif" and not self.tau > 1.0:
             raise ValueError(f"neuron.tau must be > 1 for a LIF neuron, got {self.tau}")
-        if not self.v_threshold > 0:
-            raise ValueError(f"neuron.v_threshold must be > 0, got {self.v_threshold}")
         if self.surrogate not in SURROGATES:
             raise ValueError(f"neuron.surrogate {self.surrogate!r} unknown; valid: {', '.join(SURROGATES)}")
-        if self.alpha is not None and not self.alpha > 0:  # alpha <= 0 would silence or flip every gradient
-            raise ValueError(f"neuron.alpha must be > 0 (or None for the surrogate's default), got {self.alpha}")
 
     @property
     def initial_v(self) -> float:

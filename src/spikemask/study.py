@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from .config import apply_overrides, from_dict, load_yaml, merge, to_dict
 from .data import get_dataset
 from .energy import energy_by_group, measure_energy, saving_pct
-from .io import atomic_write_json, atomic_write_text
+from .io import atomic_write_json, atomic_write_text, lock_dir
 from .masking import check_ratio
 from .models import count_parameters
 from .progress import ProgressFactory, null_progress
@@ -37,7 +37,8 @@ from .train import RunConfig, evaluate, fit, load_model
 from .train.augment import batch_transform
 from .train.config import preset_path
 from .train.evaluate import TimeFirstBatches
-from .train.loop import run_state
+from .train.loop import resolved_config, run_state
+from .train.rundir import RunExistsError, config_changes
 
 __all__ = ["StudyConfig", "run_study", "load_study_config", "study_rows_csv"]
 
@@ -145,6 +146,8 @@ def _row(kind: str, T: int, ratio: float, m: dict[str, Any], params: int, run_di
         "papers_formula_extra_mask_factor_energy_mj": tot["papers_formula_extra_mask_factor_energy_mj"],
         "neuron_energy_mj": tot["neuron_energy_mj"],
         "memory_energy_mj": tot["memory_energy_mj"],
+        "mask_draws": tot["mask_draws"],
+        "mask_draw_energy_mj": tot["mask_draw_energy_mj"],
         "breakdown_mj": energy_by_group(m["energy"]),
         "masked_consumers_mj": sum(r["energy_pj"] for r in m["energy"]["layers"] if r["masks"]) / 1e9,
         "run_dir": str(run_dir),
@@ -163,10 +166,41 @@ def _add_deltas(rows: list[dict[str, Any]], baselines: dict[int, dict[str, Any]]
         row["saved_elsewhere_mj"] = total - direct
 
 
-def run_study(study: StudyConfig, *, progress: ProgressFactory = null_progress) -> dict[str, Any]:
-    """Run every cell (reusing finished ones), measure, and write results.{json,csv}, the plot and configs."""
+def _train_cell(cfg: RunConfig, label: str, overwrite: bool, progress: ProgressFactory) -> None:
+    """Train (or resume) one cell; a cell directory holding a run of another config is kept unless ``overwrite``."""
+    state = run_state(cfg)
+    if state == "done":
+        log.info("%s: reusing finished run %s", label, cfg.run_dir)
+        return
+    log.info("%s: %s %s", label, "resuming" if state == "partial" else "training", cfg.run_dir)
+    try:
+        fit(cfg, resume=state == "partial", overwrite=overwrite, progress=progress)
+    except RunExistsError:
+        try:
+            stored = yaml.safe_load((cfg.run_dir / "config.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            stored = {}
+        changed = ", ".join(config_changes(stored, resolved_config(cfg))) or "unknown keys"
+        raise RunExistsError(
+            f"{cfg.run_dir} holds a run of this study made with another config ({changed} differ); "
+            f"retrain it with --overwrite (deletes that run), or give this study another --out or name"
+        ) from None
+
+
+def run_study(study: StudyConfig, *, overwrite: bool = False,
+              progress: ProgressFactory = null_progress) -> dict[str, Any]:
+    """Run every cell (reusing finished ones), measure, and write results.{json,csv}, the plot and configs.
+
+    The study directory is locked while the study runs. A cell whose directory holds a run of another
+    config (the study's settings changed) is refused unless ``overwrite``: finished runs are never
+    deleted implicitly.
+    """
+    with lock_dir(study.study_dir, "study directory"):
+        return _run_study(study, overwrite, progress)
+
+
+def _run_study(study: StudyConfig, overwrite: bool, progress: ProgressFactory) -> dict[str, Any]:
     out = study.study_dir
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "study.yaml", yaml.safe_dump(to_dict(study), sort_keys=False))
     rows: list[dict[str, Any]] = []
     baselines: dict[int, dict[str, Any]] = {}
@@ -175,12 +209,7 @@ def run_study(study: StudyConfig, *, progress: ProgressFactory = null_progress) 
     for index, (T, ratio) in enumerate(cells):
         cfg = _cell_config(study, T, ratio)
         label = f"[{index + 1}/{len(cells)}] T={T} τ={ratio:g}"
-        state = run_state(cfg)
-        if state == "done":
-            log.info("%s: reusing finished run %s", label, cfg.run_dir)
-        else:
-            log.info("%s: %s %s", label, "resuming" if state == "partial" else "training", cfg.run_dir)
-            fit(cfg, resume=state == "partial", progress=progress)
+        _train_cell(cfg, label, overwrite, progress)
         model, _ = load_model(cfg.run_dir / "last.pt")
         device = torch.device("cpu")
         loaders = _test_loaders(study, cfg, T)
@@ -215,7 +244,7 @@ def run_study(study: StudyConfig, *, progress: ProgressFactory = null_progress) 
 CSV_COLUMNS = ["model", "T", "mask_ratio", "acc", "acc_std", "energy_mj", "energy_mj_std", "delta_e_pct",
                "delta_e_ref_pct", "params_m", "sops", "macs", "saved_in_masked_layers_mj", "saved_elsewhere_mj",
                "ann_energy_mj", "papers_formula_energy_mj", "papers_formula_extra_mask_factor_energy_mj",
-               "neuron_energy_mj", "memory_energy_mj", "run_dir"]
+               "neuron_energy_mj", "memory_energy_mj", "mask_draws", "mask_draw_energy_mj", "run_dir"]
 
 
 def study_rows_csv(rows: list[dict[str, Any]]) -> str:

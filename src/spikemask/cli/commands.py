@@ -47,7 +47,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         raise ValueError("give --config FILE (or a preset name), or --resume CHECKPOINT; "
                          "presets: " + ", ".join(list_presets()))
-    result = fit(cfg, resume=resume, progress=tqdm_progress)
+    result = fit(cfg, resume=resume, overwrite=args.overwrite, allow_config_change=args.allow_config_change,
+                 progress=tqdm_progress)
     if not result.is_main:  # torchrun: rank 0 reports
         return 0
     f = result.final
@@ -85,9 +86,6 @@ def _test_loader(data_cfg, T: int, batch_size: int, samples: int | None = None):
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..train import evaluate, load_model
-
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     from ..train.augment import batch_transform
 
     model, state = load_model(args.checkpoint)
@@ -131,7 +129,7 @@ def _acc_pm(res: dict[str, Any]) -> str:
 def cmd_energy(args: argparse.Namespace) -> int:
     from ..config import apply_overrides, from_dict
     from ..data import dataset_info
-    from ..energy import EnergyConfig, dense_energy, measure_energy, saving_pct
+    from ..energy import EnergyConfig, dense_energy, measure_energy
     from ..masking import apply_rsm
     from ..models import create_model
     from ..train import load_model
@@ -158,9 +156,14 @@ def cmd_energy(args: argparse.Namespace) -> int:
         _override_ratio(model, args.mask_ratio, sites)
     elif sites:
         apply_rsm(model, sites=sites)
+    if args.mask_draw:
+        apply_rsm(model, draw=args.mask_draw)
     T = model.config.T
     if args.dense:
         report = dense_energy(model, T=T, config=energy_cfg)
+        if model.config.mask.active:
+            report["delta"] = _saving_against_unmasked(model, report,
+                                                       lambda: dense_energy(model, T=T, config=energy_cfg))
     else:
         info = dataset_info(data)
         mc = model.config
@@ -175,12 +178,8 @@ def cmd_energy(args: argparse.Namespace) -> int:
         seeds = range(args.seeds)
         report = measure_energy(model, batches, config=energy_cfg, mask_seeds=seeds)
         if model.config.mask.active:
-            ratio_off = model.config.mask
-            apply_rsm(model, ratio=0.0, site_ratios={})
-            ref = measure_energy(model, batches, config=energy_cfg)
-            model.set_mask(ratio_off)
-            report["delta"] = {"reference_energy_mj": ref["totals"]["energy_mj"],
-                               "saving_pct": saving_pct(report["totals"]["energy_mj"], ref["totals"]["energy_mj"])}
+            report["delta"] = _saving_against_unmasked(model, report,
+                                                       lambda: measure_energy(model, batches, config=energy_cfg))
         report["data"] = data
     report["untrained_weights"] = untrained
     if args.json:
@@ -191,6 +190,20 @@ def cmd_energy(args: argparse.Namespace) -> int:
         print("note: untrained weights (no --checkpoint): the firing rates, hence SOPs, "
               "are not those of a trained model")
     return 0
+
+
+def _saving_against_unmasked(model, report: dict[str, Any], measure) -> dict[str, float]:
+    """ΔE of ``report`` against the same model with its masks off (``measure()`` counts it that way)."""
+    from ..energy import saving_pct
+    from ..masking import apply_rsm
+
+    masks = model.config.mask
+    apply_rsm(model, ratio=0.0, site_ratios={})
+    try:
+        ref = measure()["totals"]["energy_mj"]
+    finally:
+        model.set_mask(masks)
+    return {"reference_energy_mj": ref, "saving_pct": saving_pct(report["totals"]["energy_mj"], ref)}
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -250,7 +263,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     study = load_study_config(args.config, overrides)
     log.info("Masked Spikformer study on %s: T in %s, τ in %s -> %s", study.base.data.name,
              list(study.time_steps), list(study.ratios), study.study_dir)
-    result = run_study(study, progress=tqdm_progress)
+    result = run_study(study, overwrite=args.overwrite, progress=tqdm_progress)
     print(render_study(result))
     out = study.study_dir
     print(f"\nresults: {out / 'results.csv'}, {out / 'results.json'}, energy per layer: {out / 'energy_reports.json'}")

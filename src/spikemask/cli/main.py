@@ -1,7 +1,8 @@
 """``spikemask`` command line: each subcommand parses, loads a config, calls the library, renders.
 
-Subcommands: models, train, eval, energy, demo. ``main(argv) -> int`` returns the exit status
-(0 ok, 2 bad input: the message says what is wrong and how to fix it).
+Subcommands: models, train, eval, energy, data, demo. ``main(argv) -> int`` returns the exit status:
+0 ok, 2 bad input or an operating-system error (one line: what is wrong and how to fix it), 1 a bug in
+spikemask, 130 interrupted. ``--debug`` shows the traceback instead of the one line.
 """
 
 from __future__ import annotations
@@ -18,17 +19,51 @@ __all__ = ["main", "build_parser"]
 log = logging.getLogger("spikemask")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other error of the CLI."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_in(low: int, high: int | None = None, what: str = "an integer"):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"in {low}..{high}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
+positive = _int_in(1)
+
+
+def _ratio(text: str) -> float:
+    from ..masking import check_ratio
+
+    try:
+        return check_ratio(float(text), "the masking ratio")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set model.mask.ratio=0.5 (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spikemask", description="Energy-efficient spiking transformers "
-                                     "with Random Spike Masking and honest energy accounting.")
+    parser = _Parser(prog="spikemask", description="Energy-efficient spiking transformers "
+                     "with Random Spike Masking and honest energy accounting.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("models", help="list registered models and their parameter counts")
     p.add_argument("--json", action="store_true", help="print a JSON list of {name, params, family, summary}")
@@ -39,28 +74,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                    help="continue a run: from <run_dir>/last.pt, or from the checkpoint given "
                         "(its stored config is used unless --config is given)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in the run directory and start again (without it, an existing "
+                        "run is never touched)")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="with --resume: continue under a config that differs from the checkpoint's; the change "
+                        "is recorded in the run's config_changes.jsonl")
     p.add_argument("--list-presets", action="store_true", help="list the packaged presets")
     _add_set(p)
 
     p = sub.add_parser("eval", help="accuracy of a checkpoint, mean ± std over mask seeds")
     p.add_argument("checkpoint")
-    p.add_argument("--mask-ratio", type=float, help="override the stored masking ratio τ (default: as trained)")
-    p.add_argument("--seeds", type=int, default=5, help="mask seeds (default 5)")
+    p.add_argument("--mask-ratio", type=_ratio, help="override the stored masking ratio τ (default: as trained)")
+    p.add_argument("--seeds", type=positive, default=5, help="mask seeds (default 5)")
     p.add_argument("--data", help="data set (default: the one it was trained on)")
     p.add_argument("--root", help="data root")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive, default=64)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("energy", help="energy report of a model measured on data, or counted densely")
     p.add_argument("--model", help="registered model name (or use --checkpoint)")
     p.add_argument("--checkpoint", help="use this trained model (its config, masks included)")
-    p.add_argument("--T", type=int, help="time steps (default: the model's)")
-    p.add_argument("--mask-ratio", type=float, help="masking ratio τ on the model's mask sites")
+    p.add_argument("--T", type=positive, help="time steps (default: the model's)")
+    p.add_argument("--mask-ratio", type=_ratio, help="masking ratio τ on the model's mask sites")
     p.add_argument("--sites", help="comma-separated mask sites (default: the model's)")
+    p.add_argument("--mask-draw", choices=("all", "arriving"),
+                   help="where masks draw random numbers: every element (all, the papers' RSM) or only where a "
+                        "spike arrives (default: the model's setting)")
     p.add_argument("--data", default=None, help="data set to measure on (default: ndigits)")
     p.add_argument("--root", help="data root")
-    p.add_argument("--samples", type=int, default=256, help="test samples to measure on (default 256)")
-    p.add_argument("--seeds", type=int, default=3, help="mask seeds (default 3)")
+    p.add_argument("--samples", type=positive, default=256, help="test samples to measure on (default 256)")
+    p.add_argument("--seeds", type=positive, default=3, help="mask seeds (default 3)")
     p.add_argument("--dense", action="store_true", help="deterministic dense count: every input treated as firing")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     _add_set(p)
@@ -72,20 +116,25 @@ def build_parser() -> argparse.ArgumentParser:
     q = dsub.add_parser("info", help="samples per split and class, event statistics")
     q.add_argument("name")
     q.add_argument("--root", help="the data set's folder (default $SPIKEMASK_DATA/<name>)")
-    q.add_argument("--samples", type=int, default=64, help="samples per split read for the event statistics")
+    q.add_argument("--samples", type=positive, default=64, help="samples per split read for the event statistics")
     q.add_argument("--json", action="store_true")
     q = dsub.add_parser("prepare", help="frame a data set and cache the frames (with a progress bar)")
     q.add_argument("name")
     q.add_argument("--root", help="the data set's folder (default $SPIKEMASK_DATA/<name>)")
-    q.add_argument("--T", type=int, default=16, help="time steps (frames per sample, default 16)")
+    q.add_argument("--T", type=positive, default=16, help="time steps (frames per sample, default 16)")
     q.add_argument("--split-by", choices=("number", "time"), default="number")
-    q.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="resize by scaling event coordinates")
+    from ..data.event_dataset import MAX_SIDE
+
+    q.add_argument("--size", type=_int_in(1, MAX_SIDE, "a size in pixels"), nargs=2, metavar=("H", "W"),
+                   help=f"resize by scaling event coordinates (1..{MAX_SIDE} pixels per side)")
     q.add_argument("--binarize", action="store_true")
     q.add_argument("--splits", nargs="+", default=["train", "test"])
 
     p = sub.add_parser("demo", help="the main job: a Masked Spikformer τ x T study on the bundled N-Digits")
     p.add_argument("--config", default="demo_ndigits", help="study YAML or preset (default demo_ndigits)")
     p.add_argument("--out", help="output directory (default runs/)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="retrain cells whose run directory holds a run made with another config (deletes it)")
     _add_set(p)
     return parser
 
@@ -97,7 +146,10 @@ def _setup_logging(quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad argument (already explained on one line): a status, not an exit
+        return exc.code if isinstance(exc.code, int) else 2
     if args.version:
         from .. import __version__
 
@@ -107,19 +159,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     _setup_logging(args.quiet)
-    from ..config import ConfigError
-    from ..data import EventFileError
-    from ..train import CheckpointError, NonFiniteLossError
     from . import commands
+    from .errors import describe_error, exit_code
 
     try:
         return getattr(commands, f"cmd_{args.command}")(args)
-    except (ConfigError, CheckpointError, EventFileError, NonFiniteLossError, ValueError, FileNotFoundError) as exc:
-        print(f"spikemask {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("interrupted; finished epochs are in the run's last.pt (resume with --resume)", file=sys.stderr)
+        done = " finished epochs are in the run's last.pt (resume with --resume)" if args.command == "train" else ""
+        print(f"spikemask {args.command}: interrupted;{done or ' nothing was left half-written'}", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's one place that turns every error into one line
+        if args.debug:
+            raise
+        print(f"spikemask {args.command}: error: {describe_error(exc)}", file=sys.stderr)
+        return exit_code(exc)
 
 
 def emit_json(obj: Any) -> None:

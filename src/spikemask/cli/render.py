@@ -9,11 +9,27 @@ from .tables import fmt_num, fmt_pm, format_table
 __all__ = ["render_energy", "render_study"]
 
 
+def _realised(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"  # None: the mask saw no spike
+
+
 def _mask_cell(masks: list[dict[str, Any]]) -> str:
     if not masks:
         return ""
-    return " ".join(f"{m['name'].rsplit('.', 1)[-1].removeprefix('mask_')}:{m['nominal']:g}→{m['realised']:.2f}"
+    return " ".join(f"{m['name'].rsplit('.', 1)[-1].removeprefix('mask_')}:{m['nominal']:g}→{_realised(m['realised'])}"
                     for m in masks)
+
+
+def _mask_table(report: dict[str, Any]) -> str:
+    """Masks that draw random numbers: where, how many per sample, and their (assumed) cost."""
+    rows = [[m["name"], m["site"], f"{m['nominal']:g}", _realised(m["realised"]),
+             m.get("draw", "all") + (", shared over T" if m.get("shared_over_time") else ""),
+             fmt_num(m["draws"]), f"{m['draw_energy_pj'] / 1e3:.2f}"]
+            for m in report["masks"] if m.get("draws")]
+    if not rows:
+        return ""
+    return format_table(["mask", "site", "τ", "realised", "draws at", "draws", "E draws (nJ)"], rows,
+                        align="lllllrr")
 
 
 def render_energy(report: dict[str, Any]) -> str:
@@ -32,14 +48,26 @@ def render_energy(report: dict[str, Any]) -> str:
         ["layer", "op", "input", "MACs/step", "rate", "mask τ nominal→realised", "SOPs", "MACs", "fr·T·MACs",
          "E (nJ)", "share %"], rows, align="lllrrlrrrrr")
     lines = [head, "", layer_table, ""]
+    masks = _mask_table(report)
+    if masks:
+        lines += [masks, ""]
     std = f" ± {t['energy_mj_std']:.4g}" if t.get("energy_mj_std") else ""
     lines += [
         f"compute energy: {t['energy_mj']:.4g}{std} mJ/sample  = {cfg['e_ac_pj']} pJ x {fmt_num(t['sops'])} SOPs"
         f" + {cfg['e_mac_pj']} pJ x {fmt_num(t['macs'])} MACs",
         f"same network as an ANN (dense MACs, one pass): {t['ann_energy_mj']:.4g} mJ "
         f"({fmt_num(t['ann_macs'])} MACs); SNN / ANN = {t['energy_mj'] / t['ann_energy_mj']:.3f}",
+    ]
+    reading = [r for r in report["layers"] if r["masks"]]
+    if reading:  # the most any mask could save at these upstream rates (τ → 1 removes exactly these)
+        e = sum(r["energy_pj"] for r in reading) / 1e9
+        lines.append(f"layers reading mask sites ({len(reading)}): {e:.4g} mJ = "
+                     f"{100 * sum(r['share'] for r in reading):.2f} % of the compute energy")
+    lines += [
         f"not in the total: neuron updates {fmt_num(t['neuron_updates'])} → {t['neuron_energy_mj']:.4g} mJ; "
-        f"SRAM traffic (crude) {t['memory_energy_mj']:.4g} mJ",
+        f"SRAM traffic (crude) {t['memory_energy_mj']:.4g} mJ"
+        + (f"; mask random numbers {fmt_num(t['mask_draws'])} → {t['mask_draw_energy_mj']:.4g} mJ"
+           f" (assumed {cfg['e_rng_pj']} pJ each)" if t.get("mask_draws") else ""),
         f"the papers' formula E_MAC·FL1 + E_AC·Σ fr·T·FLOPs on these rates: {t['papers_formula_energy_mj']:.4g} mJ"
         + (f"; with masked layers x (1 − τ) once more: {t['papers_formula_extra_mask_factor_energy_mj']:.4g} mJ"
            if t["papers_formula_extra_mask_factor_energy_mj"] != t["papers_formula_energy_mj"] else ""),

@@ -24,7 +24,10 @@ from .paths import default_data_root
 if TYPE_CHECKING:
     from . import DatasetInfo
 
-__all__ = ["EventSample", "EventFrameDataset", "DatasetNotFoundError", "stratified_split", "check_frame_options"]
+__all__ = [
+    "EventSample", "EventFrameDataset", "DatasetNotFoundError", "stratified_split", "check_frame_options", "check_size",
+    "MAX_SIDE",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,27 @@ def check_frame_options(name: str, split: str, splits: tuple[str, ...], T: objec
         raise ValueError(f"T must be a positive integer, got {T!r}")
     if split_by not in ("number", "time"):
         raise ValueError(f"split_by must be 'number' or 'time', got {split_by!r}")
+
+
+MAX_SIDE = 4096  # pixels per side: far above any sensor or model input; beyond it frames exhaust memory
+
+
+def check_size(name: str, size: object) -> tuple[int, int] | None:
+    """``size`` (``data.size``) as ``(H, W)``: two whole numbers in ``1..MAX_SIDE`` (one int: a square);
+    None stays None. Anything else raises ``ValueError`` naming the option and what is allowed."""
+    if size is None:
+        return None
+
+    def whole(v: object) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    pair = (size, size) if whole(size) else tuple(size) if isinstance(size, (tuple, list, np.ndarray)) else ()
+    if len(pair) != 2 or not all(whole(v) and 1 <= v <= MAX_SIDE for v in pair):
+        raise ValueError(
+            f"{name}: data.size must be [H, W], two whole numbers from 1 to {MAX_SIDE} pixels, got {size!r}; "
+            "leave it unset for the data set's own size"
+        )
+    return int(pair[0]), int(pair[1])
 
 
 def stratified_split(labels: np.ndarray, split: str, test_fraction: float, seed: int) -> np.ndarray:
@@ -99,7 +123,7 @@ class EventFrameDataset(Dataset):
         check_frame_options(self.info.name, split, self.splits, T, split_by)
         self.root = Path(root) if root is not None else default_data_root() / self.folder
         self.split, self.T, self.split_by, self.binarize = split, T, split_by, bool(binarize)
-        self.size = tuple(int(s) for s in size) if size is not None else tuple(self.info.sensor_size)
+        self.size = check_size(self.info.name, size) or tuple(self.info.sensor_size)
         if not self.root.is_dir():
             raise self.missing(f"{self.root} does not exist")
         self.samples = self._samples(split)
@@ -111,7 +135,8 @@ class EventFrameDataset(Dataset):
             "files": files_fingerprint(sorted({s.file for s in self.samples}), self.root),
         }
         label = f"{self.info.name}-{split}-T{T}-{split_by}"
-        self.cache = FrameCache(Path(cache_root) if cache_root else default_data_root() / "cache", label, key)
+        self.cache = FrameCache(Path(cache_root) if cache_root else default_data_root() / "cache", label, key,
+                                shape=(T, 2, *self.size))
         self.labels = np.array([s.label for s in self.samples], dtype=np.int64)  # [N], in sample order
         if prepare:  # prepare=False: list the samples only (``spikemask data info``), frame later
             self.prepare(progress)
@@ -141,11 +166,14 @@ class EventFrameDataset(Dataset):
         return self._read(self.samples[i])
 
     def prepare(self, progress: Callable[[int], None] | None = None) -> None:
-        """Build the frame cache if needed (``progress(n)`` after every n samples)."""
+        """Build the frame cache if needed (``progress(n)`` after every n samples); in a finished cache,
+        rebuild the samples whose files are missing or truncated."""
         if not self.cache.ready:
             log.info("framing %d %s samples of %s (T=%d, by %s)", len(self.samples), self.split, self.info.name,
                      self.T, self.split_by)
             self.cache.build(len(self.samples), self._make, progress)
+        else:
+            self.cache.repair(self._make)
 
     def _make(self, i: int) -> tuple[np.ndarray, int, str]:
         sample = self.samples[i]
@@ -161,4 +189,5 @@ class EventFrameDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return torch.from_numpy(self.cache.load(i).astype(np.float32)), int(self.labels[i])
+        frames = self.cache.load(i, self._make)  # a damaged cache file is rebuilt from the raw file
+        return torch.from_numpy(frames.astype(np.float32)), int(self.labels[i])

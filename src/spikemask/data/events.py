@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EVENT_DTYPE", "EventFileError", "make_events", "check_events", "read_file"]
+__all__ = ["EVENT_DTYPE", "EventFileError", "make_events", "check_events", "read_file", "one_line"]
 
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")])
 
@@ -89,16 +89,35 @@ def check_events(
     return events
 
 
-def read_file(path: str | os.PathLike, what: str = "event file", *, encoding: str | None = None) -> tuple[Path, Any]:
+def one_line(err: BaseException) -> str:
+    """``"<Type>: <message>"`` of a library's exception on one line, to quote inside our own messages."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def read_file(
+    path: str | os.PathLike,
+    what: str = "event file",
+    *,
+    encoding: str | None = None,
+    error: type[Exception] = EventFileError,
+) -> tuple[Path, Any]:
     """``(path, contents)`` of a whole file: bytes, or text with ``encoding``.
 
-    A missing file raises ``FileNotFoundError`` and an unreadable one :class:`EventFileError`, both naming
-    the file and ``what`` it was meant to be (``"labels file"``, ...).
+    A missing file raises ``FileNotFoundError``; anything else that stops the read (a directory in place
+    of the file, no read permission, an I/O error, undecodable text) raises ``error`` (default
+    :class:`EventFileError`). Both messages are one line naming the file and ``what`` it was meant to be
+    (``"labels file"``, ...).
     """
     path = Path(path)
     try:
         return path, path.read_bytes() if encoding is None else path.read_text(encoding=encoding)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: {what} does not exist") from None
+    except IsADirectoryError:
+        raise error(f"{path}: expected a {what}, found a directory") from None
+    except PermissionError:
+        raise error(f"{path}: cannot read the {what}: permission denied (check the file's mode and owner)") from None
     except (OSError, UnicodeDecodeError) as err:
-        raise EventFileError(f"{path}: cannot read the {what}: {getattr(err, 'strerror', None) or err}") from None
+        why = getattr(err, "strerror", None) or one_line(err)
+        raise error(f"{path}: cannot read the {what}: {why}") from None

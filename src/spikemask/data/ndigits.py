@@ -5,9 +5,12 @@ upsampled bilinearly to 24x24 (values / 16 -> [0, 1]), centred on a 32x32 sensor
 saccade DVS emulator (:mod:`.dvs_emulator`), like N-MNIST from MNIST. The streams are stored N-MNIST
 style in the 40-bit ATIS format, so the same readers and framing serve real data::
 
-    <root>/ndigits-v1/manifest.json
-    <root>/ndigits-v1/Train/<digit>/<index:04d>.bin     index = position in load_digits()
-    <root>/ndigits-v1/Test/<digit>/<index:04d>.bin
+    <root>/manifest.json                               root: the data set folder, by default
+    <root>/Train/<digit>/<index:04d>.bin               $SPIKEMASK_DATA/ndigits-v1 (index = position
+    <root>/Test/<digit>/<index:04d>.bin                in load_digits())
+
+``root`` is the data set's own folder, as for every other set. (Before, it was the folder above
+``ndigits-v1/``; such a folder is still accepted, with a deprecation warning, when it holds a built set.)
 
 Split: for each class, a permutation drawn from ``SeedSequence(seed, spawn_key=(0,))`` sends
 ``round(0.2 * n_class)`` samples to Test (seed 0: 1438 train / 359 test). Sample ``i`` is recorded with
@@ -15,7 +18,8 @@ Split: for each class, a permutation drawn from ``SeedSequence(seed, spawn_key=(
 
 The build is atomic as a whole: everything goes to a temporary sibling directory that is renamed into
 place at the end. If two processes build at once, the first rename wins and the other process finds a
-valid data set there, discards its own copy and uses the winner's (both are identical anyway).
+valid data set there, discards its own copy and uses the winner's (both are identical anyway). Temporaries
+left by a killed build are removed by the next one.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import logging
 import os
 import shutil
 import zipfile
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -34,12 +39,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..io import atomic_path, atomic_write_json, private_dir
+from ..io import atomic_path, atomic_write_json, clean_stale_temps, fsync_dir, private_dir
 from .dvs_emulator import EMULATOR_VERSION, EmulatorConfig, emulate_saccades
-from .event_dataset import check_frame_options
-from .events import check_events
+from .event_dataset import check_frame_options, check_size
+from .events import check_events, one_line
 from .formats.atis import encode_atis_bin, read_atis_bin
-from .frames import FRAMES_VERSION, events_to_frames
+from .frames import FRAMES_VERSION, events_to_frames, resize_events
 from .paths import default_data_root
 
 if TYPE_CHECKING:
@@ -123,11 +128,29 @@ def read_manifest(data_dir: str | os.PathLike) -> dict[str, Any] | None:
     return manifest if ok and manifest.get("version") == NDIGITS_VERSION else None
 
 
+def _data_folder(root: str | os.PathLike | None) -> Path:
+    """The data set folder for ``root`` (None: ``$SPIKEMASK_DATA/ndigits-v1``); an old-style parent folder
+    that holds a built ``ndigits-v1/`` resolves to it, with a deprecation warning."""
+    if root is None:
+        return default_data_root() / DIRNAME
+    root = Path(root)
+    if read_manifest(root) is None and read_manifest(root / DIRNAME) is not None:
+        log.warning("%s is the folder above the N-Digits data set; the ndigits root is now the data set folder "
+                    "itself: using %s (pass that folder instead; this fallback is deprecated)", root, root / DIRNAME)
+        return root / DIRNAME
+    return root
+
+
 def _layout_error(data_dir: Path) -> ValueError:
+    if (data_dir / DIRNAME).is_dir():
+        fix = f"it holds {DIRNAME}/: pass {data_dir / DIRNAME} as the root (data.root / --root) instead"
+    elif read_manifest(data_dir) is None and ((data_dir / "Train").is_dir() or (data_dir / "manifest.json").exists()):
+        fix = f"it looks like an unfinished or damaged N-Digits build: delete {data_dir} to rebuild it"
+    else:
+        fix = "point the root (data.root / --root) at an empty or missing folder to build N-Digits there"
     return ValueError(
-        f"{data_dir} exists but holds no valid N-Digits manifest.json. Expected layout (built by spikemask): "
-        f"{DIRNAME}/manifest.json, {DIRNAME}/Train/<digit>/<index>.bin, {DIRNAME}/Test/<digit>/<index>.bin. "
-        f"Delete {data_dir} to rebuild it."
+        f"{data_dir} exists but holds no valid N-Digits manifest.json (a built set is manifest.json, "
+        f"Train/<digit>/<index>.bin, Test/<digit>/<index>.bin); {fix}"
     )
 
 
@@ -139,27 +162,29 @@ def ensure_ndigits(
     seed: int = DEFAULT_SEED,
     indices: Sequence[int] | None = None,
 ) -> Path:
-    """Return ``root/ndigits-v1`` (root defaults to :func:`default_data_root`), building it on first use.
+    """Return the N-Digits folder ``root`` (default ``$SPIKEMASK_DATA/ndigits-v1``), building it on first use.
 
-    A later call only reads the manifest; if the data set there was built with other settings (emulator
-    config, seed, subset) this raises ``ValueError`` rather than mixing data sets. ``indices`` builds only
-    those samples (positions in ``load_digits()``, for tests); their files are byte-identical to the full
-    build's. ``progress`` is called with the number of samples just recorded.
+    ``root`` is the data set folder itself: missing or empty, it is built there. A later call only reads
+    the manifest; if the data set there was built with other settings (emulator config, seed, subset)
+    this raises ``ValueError`` rather than mixing data sets. ``indices`` builds only those samples
+    (positions in ``load_digits()``, for tests); their files are byte-identical to the full build's.
+    ``progress`` is called with the number of samples just recorded.
     """
-    root = Path(root) if root is not None else default_data_root()
-    final = root / DIRNAME
+    final = _data_folder(root)
     wanted = _settings(config or EmulatorConfig(), seed, indices)
     old = read_manifest(final)
     if old is not None and old.get("emulator_version") != EMULATOR_VERSION:
         # generated data, not the user's: an older emulator's output is replaced, never reused
         log.warning("%s was generated by an older DVS emulator; regenerating it", final)
-        stale = final.with_name(f".{DIRNAME}.stale-{os.getpid()}")
+        stale = final.with_name(f".{final.name}.stale-{os.getpid()}")
         os.rename(final, stale)
         shutil.rmtree(stale, ignore_errors=True)
     if read_manifest(final) is None:
+        if final.exists() and not final.is_dir():
+            raise ValueError(f"{final} is a file, not a folder; point the N-Digits root at a folder")
         if final.exists() and any(final.iterdir()):
             raise _layout_error(final)
-        _build(root, wanted, progress)
+        _build(final, wanted, progress)
     manifest = read_manifest(final)
     diff = sorted(k for k, v in wanted.items() if manifest.get(k) != v)
     if diff:
@@ -170,16 +195,17 @@ def ensure_ndigits(
     return final
 
 
-def _build(root: Path, settings: dict[str, Any], progress: Callable[[int], None] | None) -> None:
-    """Record the samples into a temporary sibling directory, then publish it as ``root/ndigits-v1``."""
+def _build(final: Path, settings: dict[str, Any], progress: Callable[[int], None] | None) -> None:
+    """Record the samples into a temporary sibling directory, then publish it as ``final``."""
     config, seed = EmulatorConfig(**settings["emulator"]), settings["seed"]
     images, labels = load_digit_images()
     chosen = np.arange(labels.size) if settings["indices"] is None else np.asarray(settings["indices"])
     if chosen.size == 0 or chosen.min() < 0 or chosen.max() >= labels.size:
         raise ValueError(f"indices must be a non-empty subset of 0..{labels.size - 1}")
     is_test = ndigits_split(labels, seed)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = private_dir(root, DIRNAME)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(final.parent)  # builds killed before they could clean up
+    tmp = private_dir(final.parent, final.name)
     try:
         counts = {s: {str(c): 0 for c in range(10)} for s in SPLIT_DIRS}
         events = {s: 0 for s in SPLIT_DIRS}
@@ -201,7 +227,7 @@ def _build(root: Path, settings: dict[str, Any], progress: Callable[[int], None]
         num_samples = {s: sum(v.values()) for s, v in counts.items()}
         manifest = dict(settings, counts=counts, num_samples=num_samples, num_events=events)
         atomic_write_json(tmp / "manifest.json", dict(manifest, total_events=sum(events.values())))
-        _publish(tmp, root / DIRNAME)
+        _publish(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # a no-op once published; removes a loser's or a failed copy
 
@@ -227,18 +253,22 @@ def _publish(tmp: Path, final: Path) -> None:
             raise _layout_error(final) from None
         log.info("another process finished building %s first; using its copy", final)
         return
+    fsync_dir(final.parent)  # the rename itself must survive a crash
     log.info("built N-Digits at %s", final)
 
 
 class NDigits(Dataset):
-    """N-Digits as frames: ``ds[i] -> (float32 [T, 2, 32, 32] event counts, int label)``.
+    """N-Digits as frames: ``ds[i] -> (float32 [T, 2, H, W] event counts, int label)``, ``(H, W)`` = ``size``.
 
-    Builds the event files on first use (``ensure_ndigits``; an existing build, even a subset, is used as
-    is), frames a whole split with :func:`events_to_frames` and caches it as one ``.npz`` under
-    ``root/cache/`` (frames in the smallest unsigned dtype that holds them, labels, file list), keyed by a
-    hash of the manifest, split, T, split_by, binarize, sensor size and code versions. ``progress`` is
-    called with the number of samples recorded or files framed, so a CLI can show a bar during the build.
-    ``binarize=True`` clips counts to 0/1.
+    ``root``: the data set folder (default ``$SPIKEMASK_DATA/ndigits-v1``), built on first use
+    (``ensure_ndigits``; an existing build, even a subset, is used as is). ``size``: resize to ``(H, W)``
+    by scaling event coordinates (counts are kept; default the 32 x 32 sensor). A whole split is framed
+    with :func:`events_to_frames` and cached as one ``.npz`` in ``cache_root`` (default
+    ``$SPIKEMASK_DATA/cache``, as for the other sets): frames in the smallest unsigned dtype that holds them,
+    labels, file list, keyed by a hash of the manifest, split, T, split_by, binarize, size and code
+    versions. The frames of a split stay in memory (``N * T * 2 * H * W`` bytes), so keep ``size`` small.
+    ``progress`` is called with the number of samples recorded or files framed, so a CLI can show a bar
+    during the build. ``binarize=True`` clips counts to 0/1.
     """
 
     def __init__(
@@ -248,24 +278,29 @@ class NDigits(Dataset):
         T: int = 8,
         split_by: str = "number",
         binarize: bool = False,
+        size: tuple[int, int] | list[int] | None = None,
         *,
+        cache_root: str | os.PathLike | None = None,
         progress: Callable[[int], None] | None = None,
         prepare: bool = True,  # accepted for the registry's interface; this small set always frames at once
     ) -> None:
         check_frame_options("ndigits", split, tuple(SPLIT_DIRS), T, split_by)
-        self.root = Path(root) if root is not None else default_data_root()
+        self.size = check_size("ndigits", size) or SENSOR_SIZE
+        self.root = _data_folder(root)
         self.split, self.T, self.split_by, self.binarize = split, T, split_by, bool(binarize)
-        self.data_dir = self.root / DIRNAME
-        if read_manifest(self.data_dir) is None:
+        self.data_dir = self.root  # the folder holding manifest.json (the name older code used)
+        if read_manifest(self.root) is None:
             ensure_ndigits(self.root, progress)
-        manifest_bytes = (self.data_dir / "manifest.json").read_bytes()
+        manifest_bytes = (self.root / "manifest.json").read_bytes()
         key = dict(dataset="ndigits", manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(), split=split, T=T)
-        key.update(split_by=split_by, binarize=self.binarize, sensor_size=list(SENSOR_SIZE))
+        # "sensor_size" is the frame size: at the native size the key (so the cache file) is what it always was
+        key.update(split_by=split_by, binarize=self.binarize, sensor_size=list(self.size))
         key.update(frames_version=FRAMES_VERSION, cache_version=CACHE_VERSION)
         self._key = json.dumps(key, sort_keys=True)  # everything that changes the cached arrays
         digest = hashlib.sha256(self._key.encode()).hexdigest()[:16]
-        name = f"{DIRNAME}-{split}-T{T}-{split_by}{'-bin' if self.binarize else ''}-{digest}.npz"
-        self.cache_file = self.root / "cache" / name
+        sized = "" if self.size == SENSOR_SIZE else f"-{self.size[0]}x{self.size[1]}"
+        name = f"{DIRNAME}-{split}-T{T}-{split_by}{'-bin' if self.binarize else ''}{sized}-{digest}.npz"
+        self.cache_file = (Path(cache_root) if cache_root is not None else default_data_root() / "cache") / name
         if not self._load_cache():
             self._build_cache(progress)
 
@@ -282,43 +317,57 @@ class NDigits(Dataset):
         return torch.from_numpy(self.frames[i].astype(np.float32)), int(self.labels[i])
 
     def read_events(self, i: int) -> np.ndarray:
-        """The raw events of sample ``i``."""
-        return read_atis_bin(self.data_dir / self.files[i], SENSOR_SIZE)
+        """The raw events of sample ``i`` (on the 32 x 32 sensor, before resizing)."""
+        return read_atis_bin(self.root / self.files[i], SENSOR_SIZE)
 
     def _load_cache(self) -> bool:
         try:
             with np.load(self.cache_file, allow_pickle=False) as z:
                 if str(z["key"]) != self._key:
-                    log.warning("%s belongs to other settings; rebuilding it", self.cache_file)
+                    log.warning("frame cache %s belongs to other settings; rebuilding it", self.cache_file)
                     return False
                 self.frames, self.labels, self.files = z["frames"], z["labels"], [str(f) for f in z["files"]]
         except FileNotFoundError:
             return False
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            log.warning("frame cache %s is unreadable (%s); rebuilding it", self.cache_file, exc)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            log.warning("frame cache %s is unreadable (%s); rebuilding it", self.cache_file, one_line(exc))
             return False
         log.debug("loaded frame cache %s", self.cache_file)
         return True
 
     def _build_cache(self, progress: Callable[[int], None] | None) -> None:
         sub = SPLIT_DIRS[self.split]
-        files = sorted(self.data_dir.glob(f"{sub}/*/*.bin"), key=lambda f: (int(f.parent.name), f.name))
-        expected = read_manifest(self.data_dir)["num_samples"][self.split]
+        files = sorted(self.root.glob(f"{sub}/*/*.bin"), key=lambda f: (int(f.parent.name), f.name))
+        expected = read_manifest(self.root)["num_samples"][self.split]
         if len(files) != expected:
-            raise ValueError(f"{self.data_dir / sub}: {len(files)} .bin files, manifest says {expected}")
-        frames = np.zeros((len(files), self.T, 2) + SENSOR_SIZE, dtype=np.uint16)  # [N, T, 2, H, W]
+            raise ValueError(f"{self.root / sub}: {len(files)} .bin files, manifest says {expected}")
+        shape = (len(files), self.T, 2) + self.size  # [N, T, 2, H, W]
+        try:
+            frames = np.zeros(shape, dtype=np.uint8)  # widened to uint16 only if a count needs it
+        except MemoryError:
+            gib = np.prod(shape, dtype=np.float64) / 2**30
+            raise ValueError(f"ndigits: {len(files)} frames at data.size {list(self.size)} need {gib:.1f} GiB of "
+                             "memory; choose a smaller data.size") from None
         for n, f in enumerate(files):
-            fr = events_to_frames(read_atis_bin(f, SENSOR_SIZE), self.T, SENSOR_SIZE, self.split_by)
-            if fr.max() > np.iinfo(frames.dtype).max:  # not with ~300 ms recordings, but never wrap silently
-                raise ValueError(f"{f}: {int(fr.max())} events at one pixel in one slice exceed the cache dtype")
-            frames[n] = np.minimum(fr, 1) if self.binarize else fr
+            events = read_atis_bin(f, SENSOR_SIZE)
+            if self.size != SENSOR_SIZE:
+                events = resize_events(events, SENSOR_SIZE, self.size)
+            fr = events_to_frames(events, self.T, self.size, self.split_by)
+            if self.binarize:
+                fr = np.minimum(fr, 1)
+            peak = int(fr.max()) if fr.size else 0
+            if peak > np.iinfo(np.uint16).max:  # not with ~300 ms recordings, but never wrap silently
+                raise ValueError(f"{f}: {peak} events at one pixel in one slice exceed the cache dtype")
+            if peak > np.iinfo(frames.dtype).max:
+                frames = frames.astype(np.uint16)
+            frames[n] = fr
             if progress is not None and (n % 64 == 63 or n == len(files) - 1):
                 progress(n % 64 + 1)
-        if frames.size and frames.max() <= np.iinfo(np.uint8).max:
-            frames = frames.astype(np.uint8)
         self.frames = frames
         self.labels = np.array([int(f.parent.name) for f in files], dtype=np.int64)
-        self.files = [f.relative_to(self.data_dir).as_posix() for f in files]
+        self.files = [f.relative_to(self.root).as_posix() for f in files]
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(self.cache_file.parent)  # cache writes killed before they could clean up
         with atomic_path(self.cache_file) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, frames=self.frames, labels=self.labels, files=np.array(self.files), key=np.array(self._key))
         log.info("cached %d %s frames at %s", len(files), self.split, self.cache_file)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..config import bounded, check_bounds
+
 __all__ = ["EnergyConfig"]
 
 
@@ -33,19 +35,23 @@ class EnergyConfig:
     e_sram_pj: one 32-bit SRAM access (8 KB bank, 45 nm: 10 pJ per 64 bits). The memory column
         counts one weight read per synaptic op and a membrane read + write per neuron update: a
         crude lower bound (no DRAM, perfect activation reuse), reported separately.
+    e_rng_pj: one random number drawn by a mask, compared with its threshold. An assumption, not
+        a measurement: a 32-bit xorshift step (three shift-XORs, the shifts being wiring) and one
+        32-bit comparison, each costed like a 32-bit integer add at 45 nm (0.1 pJ, Horowitz
+        2014): 0.4 pJ. It leaves out the generator's state register and clocking (and a GPU's
+        Philox costs far more). Reported separately, never in the compute total.
     """
 
-    e_mac_pj: float = 4.6
-    e_ac_pj: float = 0.9
+    e_mac_pj: float = bounded(4.6, ge=0)
+    e_ac_pj: float = bounded(0.9, ge=0)
     integer_inputs: Literal["ac_weighted", "mac_nonzero", "mac_dense"] = "ac_weighted"
     real_inputs: Literal["mac_dense", "mac_nonzero"] = "mac_dense"
     first_layer: Literal["mac_dense", "as_input"] = "mac_dense"
     pooling: Literal["mac", "exclude"] = "mac"
-    e_lif_update_pj: float = 5.5
-    e_if_update_pj: float = 1.8
-    e_sram_pj: float = 5.0
+    e_lif_update_pj: float = bounded(5.5, ge=0)
+    e_if_update_pj: float = bounded(1.8, ge=0)
+    e_sram_pj: float = bounded(5.0, ge=0)
+    e_rng_pj: float = bounded(0.4, ge=0)
 
     def __post_init__(self) -> None:
-        for name in ("e_mac_pj", "e_ac_pj", "e_lif_update_pj", "e_if_update_pj", "e_sram_pj"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"energy.{name} must be >= 0, got {getattr(self, name)}")
+        check_bounds(self, "energy")

@@ -8,6 +8,14 @@ Layers counted: ``nn.Conv1d/2d``, ``nn.Linear``, :class:`~spikemask.layers.Spike
 max/avg pooling and :class:`~spikemask.layers.MeanPool`. BatchNorm is assumed folded into the
 preceding weights (not counted); residual additions, biases and the attention scale (foldable
 into the next threshold) are not synaptic operations and are not counted either.
+
+A layer runs at every one of the T steps unless the model marked it as running after the mean
+over time (:func:`~spikemask.layers.mark_after_time_mean`, e.g. the head): such a layer runs once
+per sample on real-valued averages. The mark, not the tensor shape, decides: at T = 1 the shapes
+of the two kinds cannot be told apart.
+
+Masks also report the random numbers they draw (one per element per step; per sample when shared
+over time; only at arriving spikes with ``draw="arriving"``), a cost the compute total leaves out.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..layers import MeanPool, SpikeMatmul
+from ..layers import MeanPool, SpikeMatmul, is_after_time_mean
 from ..masking import SpikeMask
 from ..neurons import SpikingNeuron
 from . import counting as C
@@ -36,7 +44,8 @@ class LayerStats:
     name: str
     op: str
     order: int
-    steps: int = 1  # time steps per sample at which this layer runs (T, or 1 for the head)
+    steps: int = 1  # time steps per sample at which this layer runs (T, or 1 after the time mean)
+    after_time_mean: bool = False  # marked by the model: runs once per sample on time averages
     encoding: str = C.BINARY  # worst encoding of its (activation) inputs over all calls
     dense_macs: float = 0.0  # conventional MACs, all steps
     exact: float = 0.0  # weight uses of non-zero inputs (matmul: both factors non-zero)
@@ -59,9 +68,12 @@ class MaskStats:
     nominal: float
     active: bool
     consumer: str | None
+    draw: str = "all"  # where it draws random numbers: "all" elements or "arriving" spikes only
+    shared: bool = False  # one mask per sample, shared over the T steps
     nnz_in: float = 0.0
     nnz_out: float = 0.0
     numel: float = 0.0
+    draws: float = 0.0  # random numbers drawn
 
 
 @dataclass
@@ -108,7 +120,8 @@ class EnergyCounter:
                 parent = name.rpartition(".")[0]
                 consumer = f"{parent}.{module.feeds}" if parent and module.feeds else module.feeds
                 self._consumers.setdefault(consumer, []).append((name, module))
-                self.masks.setdefault(name, MaskStats(name, module.site, module.ratio, module.enabled, consumer))
+                self.masks.setdefault(name, MaskStats(name, module.site, module.ratio, module.enabled, consumer,
+                                                      draw=module.draw, shared=module.share_over_time))
                 self._handles.append(module.register_forward_hook(self._mask_hook(name)))
             elif isinstance(module, SpikingNeuron):
                 self.neurons.setdefault(name, NeuronStats(name, module.cfg.kind))
@@ -134,18 +147,12 @@ class EnergyCounter:
         self.T, self._batch = T, (T, B)
         self.samples += B
 
-    def _steps(self, x: torch.Tensor) -> int:
-        T, B = self._batch
-        if x.dim() >= 3 and x.shape[0] == T and x.shape[1] == B:
-            return T
-        if x.shape[0] == T * B:
-            return T
-        return 1
-
-    def _stats(self, name: str, module: nn.Module, x: torch.Tensor) -> LayerStats:
+    def _stats(self, name: str, module: nn.Module) -> LayerStats:
         if name not in self.layers:
             masks = [n for n, _ in self._consumers.get(name, [])]
-            self.layers[name] = LayerStats(name, _op_name(module), len(self.layers), self._steps(x), masks=masks)
+            after = is_after_time_mean(module)
+            steps = 1 if after else self._batch[0]
+            self.layers[name] = LayerStats(name, _op_name(module), len(self.layers), steps, after, masks=masks)
         return self.layers[name]
 
     def _keep(self, name: str) -> float:
@@ -163,14 +170,16 @@ class EnergyCounter:
         return hook
 
     def _count(self, name: str, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
-        st = self._stats(name, module, args[0])
+        st = self._stats(name, module)
         if isinstance(module, _POOLS):
             rec = self._pool(module, args[0], out)
         elif isinstance(module, SpikeMatmul):
             rec = self._matmul(name, *args)
         else:
-            rec = self._weighted(name, module, args[0], out, st.steps)
+            rec = self._weighted(name, module, args[0], out)
         dense, exact, valued, fr, nnz, numel, total, enc = rec
+        if st.after_time_mean:  # time averages: real-valued by construction, at any T (even when all zero)
+            enc = C.REAL
         st.dense_macs += dense
         st.exact += exact
         st.valued += valued
@@ -206,7 +215,7 @@ class EnergyCounter:
         valued = exact if enc_a == enc_b == C.BINARY else C.matmul_pairs(a, b, valued=True)
         return dense, exact, valued, fr, nnz_a + nnz_b, numel, float(a.sum()) + float(b.sum()), enc
 
-    def _weighted(self, name: str, module: nn.Module, x: torch.Tensor, out: torch.Tensor, steps: int) -> tuple:
+    def _weighted(self, name: str, module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> tuple:
         linear = isinstance(module, nn.Linear)
         dense = C.linear_dense_macs(x, module) if linear else C.conv_dense_macs(module, out)
 
@@ -216,9 +225,7 @@ class EnergyCounter:
         if self.dense:
             keep = self._keep(name)
             full = uses(torch.ones_like(x)) * keep
-            # after the mean over time (the head) inputs are averages: real-valued by construction
-            enc = C.REAL if steps == 1 else C.BINARY
-            return dense, full, full, dense * keep, x.numel() * keep, x.numel(), x.numel() * keep, enc
+            return dense, full, full, dense * keep, x.numel() * keep, x.numel(), x.numel() * keep, C.BINARY
         nz = x != 0
         nnz = float(nz.sum())
         enc = C.encoding_of(x)
@@ -228,12 +235,28 @@ class EnergyCounter:
 
     def _mask_hook(self, name: str):
         def hook(module: SpikeMask, args: tuple, out: torch.Tensor) -> None:
-            st = self.masks[name]
-            st.nnz_in += float((args[0] != 0).sum())
-            st.nnz_out += float((out != 0).sum())
-            st.numel += args[0].numel()
+            x, st = args[0], self.masks[name]
+            st.numel += x.numel()
+            st.draws += self._draws(module, x)
+            if self.dense:  # every input firing, thinned by the nominal keep rate
+                st.nnz_in += x.numel()
+                st.nnz_out += x.numel() * (1.0 - module.ratio if module.enabled else 1.0)
+            else:
+                st.nnz_in += float((x != 0).sum())
+                st.nnz_out += float((out != 0).sum())
 
         return hook
+
+    def _draws(self, module: SpikeMask, x: torch.Tensor) -> float:
+        """Random numbers the mask draws on ``x`` ``[T, B, ...]`` (see :func:`~spikemask.masking.random_spike_mask`)."""
+        if not module.enabled:
+            return 0.0
+        if module.draw == "all" or self.dense:  # dense: every element is an arriving spike
+            return float(math.prod(x.shape[1:]) if module.share_over_time else x.numel())
+        arriving = x != 0
+        if module.share_over_time:
+            arriving = arriving.any(dim=0)  # one draw per position that fires at some step
+        return float(arriving.sum())
 
     def _neuron_hook(self, name: str):
         def hook(module: SpikingNeuron, args: tuple, out: torch.Tensor) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from ..config import to_dict
 from . import counting as C
 from .config import EnergyConfig
-from .counter import EnergyCounter, LayerStats
+from .counter import EnergyCounter, LayerStats, MaskStats
 
 __all__ = ["build_report", "combine_reports", "group_of", "energy_by_group", "PJ_PER_MJ"]
 
@@ -46,6 +46,19 @@ def _charge(st: LayerStats, cfg: EnergyConfig, first: bool) -> tuple[float, floa
     return 0.0, st.dense_macs, "real input: dense MAC"
 
 
+def _realised(m: MaskStats, dense: bool) -> float | None:
+    """1 - nnz_after / nnz_before; None when the mask saw no spike (nothing was there to mask)."""
+    if dense:
+        return m.nominal if m.active else 0.0
+    return 1.0 - m.nnz_out / m.nnz_in if m.nnz_in else None
+
+
+def _mean_realised(values: list[float | None]) -> float | None:
+    """Mean over the seeds whose mask saw spikes; None if none did."""
+    seen = [v for v in values if v is not None]
+    return statistics.fmean(seen) if seen else None
+
+
 def group_of(name: str) -> str:
     """Layer name without block/stage indices: ``blocks.1.attn.qk`` -> ``blocks.attn.qk``."""
     return re.sub(r"\.\d+(?=\.|$)", "", name)
@@ -67,10 +80,13 @@ def build_report(counter: EnergyCounter, cfg: EnergyConfig, **meta: Any) -> dict
             "consumer": m.consumer,
             "nominal": m.nominal if m.active else 0.0,
             "active": m.active,
-            "realised": (m.nominal if m.active else 0.0) if counter.dense else
-                        (1.0 - m.nnz_out / m.nnz_in) if m.nnz_in else 0.0,
+            "realised": _realised(m, counter.dense),
             "nnz_before": m.nnz_in / n,
             "nnz_after": m.nnz_out / n,
+            "draw": m.draw,
+            "shared_over_time": m.shared,
+            "draws": m.draws / n,
+            "draw_energy_pj": m.draws / n * cfg.e_rng_pj,
         }
         for m in counter.masks.values()
     }
@@ -121,6 +137,7 @@ def build_report(counter: EnergyCounter, cfg: EnergyConfig, **meta: Any) -> dict
     neuron_pj = sum(r["updates"] * (cfg.e_lif_update_pj if r["kind"] == "lif" else cfg.e_if_update_pj) for r in neurons)
     spikes = sum(s.spikes for s in counter.neurons.values()) / n
     ann_macs = dense_step
+    draws = sum(m["draws"] for m in masks.values())
     totals = {
         "sops": sops,
         "macs": macs,
@@ -132,6 +149,8 @@ def build_report(counter: EnergyCounter, cfg: EnergyConfig, **meta: Any) -> dict
         "spikes": spikes,
         "neuron_energy_mj": neuron_pj / PJ_PER_MJ,
         "memory_energy_mj": (sops + macs + 2 * updates) * cfg.e_sram_pj / PJ_PER_MJ,
+        "mask_draws": draws,
+        "mask_draw_energy_mj": draws * cfg.e_rng_pj / PJ_PER_MJ,
         "papers_formula_energy_mj": (paper_mac * cfg.e_mac_pj + paper_sop * cfg.e_ac_pj) / n / PJ_PER_MJ,
         "papers_formula_extra_mask_factor_energy_mj":
             (paper_mac * cfg.e_mac_pj + paper_sop_extra * cfg.e_ac_pj) / n / PJ_PER_MJ,
@@ -162,11 +181,13 @@ def combine_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
         for rows in zip(*(r[key] for r in reports)):
             row = dict(rows[0])
             for field, value in rows[0].items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if field != "realised" and isinstance(value, (int, float)) and not isinstance(value, bool):
                     row[field] = statistics.fmean(r[field] for r in rows)
+            if key == "masks":
+                row["realised"] = _mean_realised([r["realised"] for r in rows])
             if key == "layers":
                 row["masks"] = [
-                    {**m, "realised": statistics.fmean(r["masks"][i]["realised"] for r in rows)}
+                    {**m, "realised": _mean_realised([r["masks"][i]["realised"] for r in rows])}
                     for i, m in enumerate(rows[0]["masks"])
                 ]
             merged.append(row)

@@ -23,7 +23,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..layers import MeanPool, SpikeMatmul, TokenBN, seq_apply
+from ..config import bounded, check_bounds
+from ..layers import MeanPool, SpikeMatmul, TokenBN, mark_after_time_mean, seq_apply
 from ..masking import MaskableMixin, MaskConfig, SpikeMask
 from ..neurons import NeuronConfig, make_neuron
 from .registry import register_family, register_model
@@ -53,33 +54,29 @@ class SpikformerConfig:
     neuron: the LIF neurons. mask: Random Spike Masking.
     """
 
-    img_size: int = 128
-    in_channels: int = 2
-    num_classes: int = 10
-    embed_dim: int = 256
-    depth: int = 2
-    num_heads: int = 16
-    mlp_ratio: float = 4.0
-    T: int = 16
+    img_size: int = bounded(128, ge=1)
+    in_channels: int = bounded(2, ge=1)
+    num_classes: int = bounded(10, ge=1)
+    embed_dim: int = bounded(256, ge=8)
+    depth: int = bounded(2, ge=0)
+    num_heads: int = bounded(16, ge=1)
+    mlp_ratio: float = bounded(4.0, gt=0)
+    T: int = bounded(16, ge=1)
     sps_pool: tuple[bool, ...] = (True, True, True, True)
     qkv_bias: bool = False
-    attn_scale: float = 0.25
+    attn_scale: float = bounded(0.25, gt=0)
     learnable_scale: bool = False
-    attn_v_threshold: float = 0.5
+    attn_v_threshold: float = bounded(0.5, gt=0)
     init: Literal["conv", "trunc_normal"] = "conv"
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
 
     def __post_init__(self) -> None:
+        check_bounds(self, "model")
         checks = [
-            (self.T >= 1, f"T must be >= 1, got {self.T}"),
-            (self.embed_dim >= 8 and self.embed_dim % 8 == 0,
+            (self.embed_dim % 8 == 0,
              f"embed_dim must be a positive multiple of 8 (SPS uses D/8), got {self.embed_dim}"),
-            (self.num_heads >= 1, f"num_heads must be >= 1, got {self.num_heads}"),
             (len(self.sps_pool) == 4, f"sps_pool needs 4 entries (one per SPS stage), got {len(self.sps_pool)}"),
-            (self.depth >= 0, f"depth must be >= 0, got {self.depth}"),
-            (self.num_classes >= 1, f"num_classes must be >= 1, got {self.num_classes}"),
-            (self.in_channels >= 1, f"in_channels must be >= 1, got {self.in_channels}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -225,7 +222,7 @@ class Spikformer(MaskableMixin, nn.Module):
         self.sps = SPS(config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.pool = MeanPool(dims=(0, 2))  # [T, B, N, D] -> [B, D]
-        self.head = nn.Linear(config.embed_dim, config.num_classes)
+        self.head = mark_after_time_mean(nn.Linear(config.embed_dim, config.num_classes))  # once per sample
         self._init_weights()
         self.set_mask(config.mask)
 

@@ -4,6 +4,7 @@ from .checkpoint import CheckpointError, load_checkpoint, load_model, save_check
 from .config import DataConfig, OptimConfig, RunConfig, ScheduleConfig, TrainConfig, list_presets, load_run_config
 from .evaluate import evaluate
 from .loop import FitResult, NonFiniteLossError, build_model_for, fit
+from .rundir import RunExistsError
 
 __all__ = [
     "CheckpointError",
@@ -12,6 +13,7 @@ __all__ = [
     "NonFiniteLossError",
     "OptimConfig",
     "RunConfig",
+    "RunExistsError",
     "ScheduleConfig",
     "TrainConfig",
     "build_model_for",

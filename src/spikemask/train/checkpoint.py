@@ -7,8 +7,11 @@ never leaves a half-written file or destroys the previous one) and read with
 
 from __future__ import annotations
 
+import io
 import pickle
+import pickletools
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from ..config import ConfigError, to_dict
 from ..io import atomic_path
 from ..models import build_model
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "FORMAT", "VERSION"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "load_weights", "FORMAT", "VERSION"]
 
 FORMAT = "spikemask-checkpoint"
 VERSION = 1
@@ -42,9 +45,40 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
         "model": model.state_dict(),
         **extra,
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)  # through a Python file, a full disk surfaces as OSError(ENOSPC), not a bare RuntimeError
     return Path(path)
+
+
+def _pickled_code(path: Path) -> str | None:
+    """The first global (a callable or class) the pickle in ``path`` refers to, or None if it holds none.
+
+    Reads opcodes only (:mod:`pickletools` never executes anything). A spikemask checkpoint's pickle
+    names only torch's tensor-rebuild helpers; anything else could run code when unpickled.
+    """
+    try:
+        raw = path.read_bytes()
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                name = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                if name is None:
+                    return None
+                raw = zf.read(name)
+        strings: list[str] = []
+        for op, arg, _ in pickletools.genops(io.BytesIO(raw)):
+            if isinstance(arg, str):
+                strings.append(arg)
+            if op.name in ("GLOBAL", "INST"):
+                found = str(arg).replace(" ", ".")
+            elif op.name == "STACK_GLOBAL":
+                found = ".".join(strings[-2:])
+            else:
+                continue
+            if not found.startswith(("torch.", "collections.OrderedDict")):
+                return found
+    except Exception:  # noqa: BLE001 - a pickle too broken to scan is reported as corrupt by the caller
+        return None
+    return None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -55,22 +89,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on the way to its own error
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if unsafe:  # a well-formed pickle of arbitrary objects: loading it would run code from the file
+        unsafe = re.search(r"GLOBAL (\S+)", str(exc))
+        code = unsafe.group(1) if unsafe else _pickled_code(path)
+        if code:  # a well-formed pickle of arbitrary objects: loading it would run code from the file
             raise CheckpointError(
-                f"refusing to load {str(path)!r}: it holds a Python object ({unsafe.group(1)}) besides tensors and "
-                f"plain values, which a spikemask checkpoint never does, and unpickling it could run code"
+                f"refused to load {str(path)!r}: it holds code (a reference to {code}) besides tensors and plain "
+                f"values, which a spikemask checkpoint never does; unpickling it could run that code"
             ) from None
         # torch's message suggests weights_only=False; keep only the reason
         reason = str(exc).partition("WeightsUnpickler error:")[2].strip().split("\n")[0] or "unreadable pickle"
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch file ({reason})") from None
     # garbage bytes make the unpickler fail in many ways (a KeyError or IndexError as often as anything else)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, LookupError) as exc:
+        reason = " ".join(str(exc).split())[:200]
         raise CheckpointError(
-            f"checkpoint {str(path)!r} is corrupt or not a PyTorch file ({type(exc).__name__}: {exc})"
+            f"checkpoint {str(path)!r} is corrupt or not a PyTorch file ({type(exc).__name__}: {reason})"
         ) from None
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {exc.strerror or exc}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is a PyTorch file but not a spikemask checkpoint (no format tag)")
     if state.get("version", 0) > VERSION:
@@ -89,7 +129,30 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     state = load_checkpoint(path, map_location)
     try:
         model = build_model(state["family"], state["model_config"], state.get("variant"))
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} holds an invalid model config: {exc}") from None
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], path)
     return model, state
+
+
+def load_weights(model: nn.Module, weights: Any, path: str | Path) -> None:
+    """``model.load_state_dict(weights)`` with one clear line when the two do not fit each other."""
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r}: its 'model' entry is not a state dict")
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [k for k in own if k in weights and hasattr(weights[k], "shape") and weights[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if shapes:
+            k = shapes[0]
+            parts.append(f"{len(shapes)} of another shape (e.g. {k}: {tuple(weights[k].shape)} in the file, "
+                         f"{tuple(own[k].shape)} for its config)")
+        raise CheckpointError(f"checkpoint {str(path)!r}: its weights do not fit its model config: "
+                              f"{'; '.join(parts)} tensors; the file was edited or written by another model")
+    model.load_state_dict(weights)

@@ -10,7 +10,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+from ..config import ConfigError, apply_overrides, bounded, check_bounds, from_dict, load_yaml, to_dict
+from ..data.event_dataset import MAX_SIDE
 from ..energy import EnergyConfig
 
 __all__ = [
@@ -49,20 +50,17 @@ class DataConfig:
     root: str | None = None
     split_by: Literal["number", "time"] = "number"
     binarize: bool = False
-    size: tuple[int, int] | None = None
+    size: tuple[int, int] | None = bounded(None, ge=1, le=MAX_SIDE)
     augment: str = "none"
     eval_transform: str = "none"
     options: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 16
-    eval_batch_size: int | None = None
-    num_workers: int = 0
-    translate: int = 0
+    batch_size: int = bounded(16, ge=1)
+    eval_batch_size: int | None = bounded(None, ge=1)
+    num_workers: int = bounded(0, ge=0)
+    translate: int = bounded(0, ge=0)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
-        if self.size is not None and min(self.size) < 1:
-            raise ValueError(f"data.size must be two positive integers [H, W], got {list(self.size)}")
+        check_bounds(self, "data")
 
     def dataset_options(self) -> dict[str, Any]:
         """Keyword arguments for ``get_dataset`` besides name, split and T."""
@@ -79,14 +77,13 @@ class DataConfig:
 class OptimConfig:
     """AdamW (the Spikformer recipe). lr: peak learning rate after warm-up."""
 
-    lr: float = 1e-3
-    weight_decay: float = 0.06
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
+    lr: float = bounded(1e-3, gt=0)
+    weight_decay: float = bounded(0.06, ge=0)
+    betas: tuple[float, float] = bounded((0.9, 0.999), ge=0, lt=1)
+    eps: float = bounded(1e-8, gt=0)
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        check_bounds(self, "optim")
 
 
 @dataclass(kw_only=True)
@@ -97,15 +94,14 @@ class ScheduleConfig:
     warmup_epochs: linear ramp from warmup_lr to the peak lr.
     """
 
-    epochs: int = 96
-    warmup_epochs: int = 10
-    warmup_lr: float = 1e-5
-    min_lr: float = 1e-5
-    cooldown_epochs: int = 10
+    epochs: int = bounded(96, ge=1)
+    warmup_epochs: int = bounded(10, ge=0)
+    warmup_lr: float = bounded(1e-5, ge=0)
+    min_lr: float = bounded(1e-5, ge=0)
+    cooldown_epochs: int = bounded(10, ge=0)
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.warmup_epochs < 0 or self.cooldown_epochs < 0:
-            raise ValueError("schedule.epochs must be >= 1; warmup_epochs and cooldown_epochs >= 0")
+        check_bounds(self, "schedule")
 
     @property
     def total_epochs(self) -> int:
@@ -126,25 +122,20 @@ class TrainConfig:
     max_train_batches / max_eval_batches: cut epochs short (smoke tests; None: full).
     """
 
-    label_smoothing: float = 0.1
-    mixup_alpha: float = 0.5
-    cutmix_alpha: float = 0.0
-    mixup_prob: float = 0.5
-    mixup_off_epoch: int | None = 75
-    grad_clip: float | None = None
+    label_smoothing: float = bounded(0.1, ge=0, lt=1)
+    mixup_alpha: float = bounded(0.5, ge=0)
+    cutmix_alpha: float = bounded(0.0, ge=0)
+    mixup_prob: float = bounded(0.5, ge=0, le=1)
+    mixup_off_epoch: int | None = bounded(75, ge=0)
+    grad_clip: float | None = bounded(None, gt=0)
     amp: bool = False
-    eval_every: int = 1
-    eval_mask_seeds: int = 3
-    max_train_batches: int | None = None
-    max_eval_batches: int | None = None
+    eval_every: int = bounded(1, ge=1)
+    eval_mask_seeds: int = bounded(3, ge=1)
+    max_train_batches: int | None = bounded(None, ge=1)
+    max_eval_batches: int | None = bounded(None, ge=1)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not 0.0 <= self.mixup_prob <= 1.0:
-            raise ValueError(f"train.mixup_prob must be in [0, 1], got {self.mixup_prob}")
-        if self.eval_mask_seeds < 1 or self.eval_every < 1:
-            raise ValueError("train.eval_mask_seeds and train.eval_every must be >= 1")
+        check_bounds(self, "train")
 
 
 @dataclass(kw_only=True)
@@ -152,14 +143,14 @@ class RunConfig:
     """One training run.
 
     name: run directory name under ``out_dir``.
-    seed: seeds every random source (weights, data order, augmentation, mixup, masks).
+    seed: seeds every random source (weights, data order, augmentation, mixup, masks); 0 <= seed < 2**32.
     device: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1``...
     model: ``name`` of a registered model plus any of its config fields (``T``, ``mask``, ...);
         unset fields take the variant's defaults, ``num_classes`` defaults to the data set's.
     """
 
     name: str = "run"
-    seed: int = 0
+    seed: int = bounded(0, ge=0, lt=2**32)
     device: str = "auto"
     out_dir: str = "runs"
     model: dict[str, Any] = field(default_factory=lambda: {"name": "spikformer_2_64_ndigits"})
@@ -170,12 +161,29 @@ class RunConfig:
     energy: EnergyConfig = field(default_factory=EnergyConfig)
 
     def __post_init__(self) -> None:
+        check_bounds(self, "")
         if "name" not in self.model:
             raise ConfigError("model.name is required (run `spikemask models` for the registered names)")
+        check_device(self.device)
+        if not self.name or Path(self.name).name != self.name or self.name in (".", ".."):
+            raise ConfigError(f"name must be a plain directory name (it becomes {self.out_dir}/<name>), "
+                              f"got {self.name!r}")
 
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
+
+
+def check_device(name: str) -> None:
+    """Refuse a device string torch cannot parse (``"gpu"``, ``"cuda:x"``), naming the valid forms."""
+    if name == "auto":
+        return
+    try:
+        import torch
+
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device: {name!r} is not a device; use auto, cpu, cuda or cuda:<index>") from None
 
 
 def list_presets() -> list[str]:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..config import ConfigError
+
 __all__ = ["DistInfo", "init_distributed", "resolve_device", "all_reduce_sum", "shard_indices"]
 
 
@@ -30,7 +32,8 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device=cpu or auto")
+        raise ConfigError(f"device={name!r} but this machine has no usable CUDA GPU (torch {torch.__version__}, "
+                          f"CUDA build: {torch.version.cuda or 'no'}); set device=cpu or device=auto")
     if name == "cuda" and info.enabled:
         return torch.device("cuda", info.local_rank)
     return torch.device(name)

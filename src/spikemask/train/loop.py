@@ -8,6 +8,7 @@ Evaluation uses seeded masks of its own and never touches the training stream.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -25,19 +26,21 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from ..config import ConfigError, to_dict
 from ..data import dataset_info, get_dataset
-from ..io import append_jsonl, atomic_write_json, atomic_write_text
+from ..io import append_jsonl, atomic_write_json, atomic_write_text, lock_dir
 from ..models import create_model
 from ..progress import ProgressFactory, null_progress
 from .augment import batch_transform, random_translate
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from .config import RunConfig
 from .distributed import DistInfo, init_distributed, resolve_device, shard_indices
 from .evaluate import autocast, evaluate, time_first
 from .mixup import mix_batch, soft_cross_entropy
+from .rundir import RunExistsError, check_resume, claim_run_dir
 from .schedule import lr_at, set_lr
 
 __all__ = [
-    "fit", "FitResult", "NonFiniteLossError", "build_model_for", "resolved_config", "run_state", "seed_everything",
+    "fit", "FitResult", "NonFiniteLossError", "RunExistsError", "build_model_for", "resolved_config", "run_state",
+    "seed_everything",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,10 +123,26 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def eval_subset(n: int, max_batches: int | None, batch_size: int, seed: int) -> list[int] | None:
+    """Indices of the test samples an evaluation capped at ``max_batches`` sees: a seeded random draw over
+    the whole split (test splits are stored class by class, so the first batches would hold few classes),
+    the same at every evaluation of a run; None when the cap covers the whole split."""
+    if max_batches is None or max_batches * batch_size >= n:
+        return None
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return sorted(perm[: max_batches * batch_size].tolist())
+
+
 def _loaders(cfg: RunConfig, T: int, info: DistInfo) -> tuple[DataLoader, DataLoader, torch.Generator]:
     opts = cfg.data.dataset_options()
     train_ds = get_dataset(cfg.data.name, split="train", T=T, **opts)
     test_ds = get_dataset(cfg.data.name, split="test", T=T, **opts)
+    eval_bs = cfg.data.eval_batch_size or cfg.data.batch_size
+    subset = eval_subset(len(test_ds), cfg.train.max_eval_batches, eval_bs * info.world_size, cfg.seed)
+    if subset is not None:
+        log.info("evaluating on %d of %d test samples drawn at random (train.max_eval_batches=%d): "
+                 "accuracies are estimates", len(subset), len(test_ds), cfg.train.max_eval_batches)
+        test_ds = Subset(test_ds, subset)
     gen = torch.Generator()
     common = dict(num_workers=cfg.data.num_workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=False)
@@ -135,27 +154,36 @@ def _loaders(cfg: RunConfig, T: int, info: DistInfo) -> tuple[DataLoader, DataLo
         train = DataLoader(train_ds, cfg.data.batch_size, shuffle=True, drop_last=True, generator=gen, **common)
     # a generator of its own: starting an epoch over a loader without one draws its base seed from
     # torch's global generator, which the masks of the training run draw from too
-    test = DataLoader(test_ds, cfg.data.eval_batch_size or cfg.data.batch_size, shuffle=False,
+    test = DataLoader(test_ds, eval_bs, shuffle=False,
                       generator=torch.Generator().manual_seed(cfg.seed), **common)
     if len(train) == 0:
         raise ConfigError(f"data.batch_size={cfg.data.batch_size} is larger than the training split ({len(train_ds)})")
     return train, test, gen
 
 
-def _check_resume(state: dict[str, Any], model: nn.Module, path: Path) -> None:
-    stored, current = state["model_config"], to_dict(model.config)
-    diff = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
-    if diff:
-        raise ConfigError(
-            f"cannot resume from {str(path)!r}: its model config differs in {', '.join(diff)} "
-            f"(checkpoint: {', '.join(f'{k}={stored.get(k)!r}' for k in diff)})"
-        )
+def fit(cfg: RunConfig, *, resume: str | Path | bool = False, overwrite: bool = False,
+        allow_config_change: bool = False, progress: ProgressFactory = null_progress) -> FitResult:
+    """Train ``cfg``; ``resume=True`` continues from ``<run_dir>/last.pt``, a path from that file.
 
-
-def fit(cfg: RunConfig, *, resume: str | Path | bool = False, progress: ProgressFactory = null_progress) -> FitResult:
-    """Train ``cfg``; ``resume=True`` continues from ``<run_dir>/last.pt``, a path from that file."""
+    A run directory that already holds a run is never overwritten unless ``overwrite=True``; it is
+    locked while training (a second process is refused, naming the first). Resuming under a config
+    that differs from the checkpoint's (other than where it runs: device, data root, workers) is
+    refused unless ``allow_config_change=True``, which records the change in ``config_changes.jsonl``.
+    """
+    if resume and overwrite:
+        raise ConfigError("--resume continues a run and --overwrite deletes it: give one of them")
+    resolved_config(cfg)  # a bad model config or data size is refused before anything touches the disk
     info = init_distributed(cfg.device)
     device = resolve_device(cfg.device, info)
+    with contextlib.ExitStack() as stack:
+        if info.is_main:
+            stack.enter_context(lock_dir(cfg.run_dir, "run directory"))
+            claim_run_dir(cfg.run_dir, bool(resume), overwrite)
+        return _fit(cfg, info, device, resume, allow_config_change, progress)
+
+
+def _fit(cfg: RunConfig, info: DistInfo, device: torch.device, resume: str | Path | bool, allow_config_change: bool,
+         progress: ProgressFactory) -> FitResult:
     seed_everything(cfg.seed)
     model = build_model_for(cfg)
     resolved = resolved_config(cfg, model)
@@ -166,14 +194,26 @@ def fit(cfg: RunConfig, *, resume: str | Path | bool = False, progress: Progress
                                   betas=cfg.optim.betas, eps=cfg.optim.eps)
     run_dir = cfg.run_dir
     last, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    start_epoch, best_acc, history = 0, -1.0, []
+    start_epoch, best_acc, history, changes_log = 0, -1.0, [], []
     if resume:
         path = last if resume is True else Path(resume)
+        if resume is True and not path.is_file():
+            raise CheckpointError(f"nothing to resume: {path} does not exist (start the run without --resume)")
         state = load_checkpoint(path, map_location=device)
-        _check_resume(state, model, path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        changes = check_resume(state, resolved, path, allow_config_change)
+        load_weights(model, state["model"], path)
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"cannot resume from {str(path)!r}: its optimiser state does not fit this model "
+                                  f"({exc})") from None
         start_epoch, best_acc, history = state["epoch"] + 1, state["best_acc"], list(state["history"])
+        changes_log = list(state.get("config_changes", []))
+        if changes:
+            changes_log.append({"at_epoch": start_epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                "checkpoint": str(path), "changes": changes})
+            log.warning("resuming %s under a changed config: %s", path,
+                        "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items()))
         if info.is_main:
             torch.set_rng_state(state["rng"])  # the checkpoint holds rank 0's stream
         else:
@@ -185,6 +225,8 @@ def fit(cfg: RunConfig, *, resume: str | Path | bool = False, progress: Progress
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         _start_outputs(run_dir, history, fresh=not resume)
+        if changes_log:
+            atomic_write_text(run_dir / "config_changes.jsonl", "".join(json.dumps(c) + "\n" for c in changes_log))
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     total = cfg.schedule.total_epochs
     num_classes = net.config.num_classes
@@ -214,7 +256,7 @@ def fit(cfg: RunConfig, *, resume: str | Path | bool = False, progress: Progress
                      stats["train_acc"], f"{record['test_acc']:.2f}%" if "test_acc" in record else "-")
             append_jsonl(run_dir / "metrics.jsonl", record)
             extra = dict(epoch=epoch, optimizer=optimizer.state_dict(), best_acc=best_acc, history=history,
-                         rng=torch.get_rng_state(), run_config=resolved)
+                         rng=torch.get_rng_state(), run_config=resolved, config_changes=changes_log)
             save_checkpoint(last, net, **extra)
             if is_best:
                 save_checkpoint(best_path, net, **extra)
@@ -222,24 +264,19 @@ def fit(cfg: RunConfig, *, resume: str | Path | bool = False, progress: Progress
                      transform=batch_transform(cfg.data.eval_transform),
                      amp=cfg.train.amp, max_batches=cfg.train.max_eval_batches, progress=progress, desc="final test")
     if info.is_main:
-        atomic_write_json(run_dir / "final.json", {"final": final, "best_acc": best_acc, "epochs": total})
+        atomic_write_json(run_dir / "final.json", {"final": final, "best_acc": best_acc, "epochs": total,
+                                                   "config_changes": changes_log})
     return FitResult(run_dir=run_dir, checkpoint=last, best_acc=best_acc, final=final, history=history,
                      is_main=info.is_main)
 
 
 def _start_outputs(run_dir: Path, history: list[dict[str, Any]], fresh: bool) -> None:
-    """Keep outputs of an earlier run in ``run_dir`` from mixing with this one's.
+    """A resumed run keeps exactly the metrics of the epochs its checkpoint holds, and is no longer final.
 
-    A fresh run removes them (a stale ``last.pt`` or ``final.json`` would make :func:`run_state` resume
-    or reuse the wrong run); a resumed run keeps exactly the metrics of the epochs its checkpoint holds.
+    A fresh run starts in a directory :func:`~.rundir.claim_run_dir` found empty of outputs (or emptied on request).
     """
-    (run_dir / "final.json").unlink(missing_ok=True)
-    if fresh:
-        if (run_dir / "last.pt").exists():
-            log.warning("fresh run in %s: replacing the earlier run there (resume it with --resume instead)", run_dir)
-        for name in ("last.pt", "best.pt", "metrics.jsonl"):
-            (run_dir / name).unlink(missing_ok=True)
-    else:
+    if not fresh:
+        (run_dir / "final.json").unlink(missing_ok=True)
         atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
 

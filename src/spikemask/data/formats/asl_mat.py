@@ -15,15 +15,17 @@ reader sorts. Our event streams must be sorted, so an unsorted file is sorted he
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 
 from ...io import atomic_path
-from ..events import EventFileError, check_events, make_events
+from ..events import EventFileError, check_events, make_events, one_line, read_file
 
 __all__ = ["SENSOR_SIZE", "KEYS", "read_asl_mat", "write_asl_mat"]
 
@@ -32,6 +34,35 @@ log = logging.getLogger(__name__)
 SENSOR_SIZE = (180, 240)
 """DAVIS240C ``(H, W)``."""
 KEYS = ("ts", "x", "y", "pol")
+_HEADER_BYTES = 128  # MATLAB v5: 116 bytes of text, subsystem offset, version, endian indicator
+_MI_COMPRESSED = 15  # a zlib-compressed element: not padded to 8 bytes, unlike the others
+
+
+def _truncation(raw: bytes) -> str | None:
+    """Why a MATLAB v5 file is cut short, or None if its top-level elements all fit in ``raw``.
+
+    Walks the 8-byte element tags (``uint32 type, uint32 size``) after the 128-byte header; only called
+    once scipy has failed, to tell a truncated file (an incomplete download or copy) from other damage.
+    """
+    if len(raw) < _HEADER_BYTES:
+        started = raw[:6] == b"MATLAB"[: len(raw)]  # the header's text starts "MATLAB 5.0 MAT-file"
+        return f"{len(raw)} bytes, shorter than the {_HEADER_BYTES}-byte MATLAB header" if started else None
+    endian = {b"IM": "<", b"MI": ">"}.get(raw[126:128])
+    if endian is None:
+        return None
+    pos, n = _HEADER_BYTES, len(raw)
+    while pos < n:
+        if n - pos < 8:
+            return f"{n - pos} stray bytes at byte offset {pos}, where an 8-byte element tag should start"
+        kind, size = struct.unpack_from(endian + "II", raw, pos)
+        if kind >> 16:  # a small element: type, size and up to 4 bytes of data in one 8-byte word
+            pos += 8
+            continue
+        end = pos + 8 + size
+        if end > n:
+            return f"the element at byte offset {pos} declares {size} bytes, the file holds {n - pos - 8} more"
+        pos = end if kind == _MI_COMPRESSED else end + (-end) % 8
+    return None
 
 
 def _column(mat: dict, key: str, path) -> np.ndarray:
@@ -56,18 +87,21 @@ def read_asl_mat(path: str | os.PathLike) -> np.ndarray:
     """Read one ASL-DVS ``.mat`` sample into a validated ``EVENT_DTYPE`` array ``[N]``, sorted by time.
 
     Coordinates come back in SpikingJelly's orientation (module docstring) on the ``(180, 240)`` sensor.
-    Raises :class:`EventFileError` naming the file when it is not a MAT file, lacks any of ``ts, x, y,
-    pol`` (all missing ones are named), has vectors of different lengths, no events, raw coordinates
-    outside 240 x 180, a polarity other than 0/1 or negative timestamps.
+    Raises :class:`EventFileError` naming the file when it is empty, truncated, not a MAT file (or a
+    directory, or unreadable), lacks any of ``ts, x, y, pol`` (all missing ones are named), has vectors
+    of different lengths, no events, raw coordinates outside 240 x 180, a polarity other than 0/1 or
+    negative timestamps.
     """
-    path = Path(path)
+    path, raw = read_file(path)
+    if not raw:
+        raise EventFileError(f"{path}: empty file (expected a MATLAB v5 .mat file)")
     try:
-        with open(path, "rb") as fh:  # a handle: loadmat would otherwise also try ``path + ".mat"``
-            mat = scipy.io.loadmat(fh)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: event file does not exist") from None
+        mat = scipy.io.loadmat(io.BytesIO(raw))
     except Exception as err:  # scipy's parser raises MatReadError, ValueError, IndexError, OSError, ...
-        raise EventFileError(f"{path}: not a readable MATLAB v5 .mat file ({type(err).__name__}: {err})") from err
+        cut = _truncation(raw)
+        if cut is not None:
+            raise EventFileError(f"{path}: truncated .mat file ({cut}); copy or download it again") from err
+        raise EventFileError(f"{path}: not a readable MATLAB v5 .mat file ({one_line(err)})") from err
     missing = [k for k in KEYS if k not in mat]
     if missing:
         found = sorted(k for k in mat if not k.startswith("__"))

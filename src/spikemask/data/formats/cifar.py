@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...io import atomic_write_bytes
+from ..events import one_line, read_file
 from .image_folder import ImageFileError
 
 __all__ = [
@@ -92,12 +93,12 @@ class _NdarrayOnlyUnpickler(pickle.Unpickler):
 
 
 def read_cifar_pickle(path: str | os.PathLike) -> dict:
-    """Unpickle one CIFAR file safely (``encoding="bytes"``): a dict, or :class:`ImageFileError` naming the file."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: CIFAR batch file does not exist") from None
+    """Unpickle one CIFAR file safely (``encoding="bytes"``): a dict, or :class:`ImageFileError` naming the file.
+
+    ``FileNotFoundError`` if it is missing; :class:`ImageFileError` for a directory in its place, an
+    unreadable, empty, truncated or foreign file.
+    """
+    path, raw = read_file(path, "CIFAR batch file", error=ImageFileError)
     if not raw:
         raise ImageFileError(f"{path}: empty file")
     try:
@@ -105,7 +106,9 @@ def read_cifar_pickle(path: str | os.PathLike) -> dict:
     except _RefusedGlobal as err:
         raise ImageFileError(f"{path}: not a safe CIFAR pickle: {err}") from err
     except _CORRUPT as err:
-        raise ImageFileError(f"{path}: corrupt pickle ({type(err).__name__}: {err}); truncated download?") from err
+        raise ImageFileError(
+            f"{path}: corrupt pickle ({one_line(err)}); truncated download? Extract the archive again"
+        ) from err
     if not isinstance(obj, dict):
         raise ImageFileError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
     return obj
@@ -151,7 +154,7 @@ def load_cifar(root: str | os.PathLike, name: str, split: str) -> tuple[np.ndarr
             got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
             raise ImageFileError(f"{path}: b'data' must be a uint8 [N, 3072] array, got {got}")
         if lab is None:
-            raise ImageFileError(f"{path}: no {label_key!r} key (found {sorted(batch)})")
+            raise ImageFileError(f"{path}: no {label_key!r} key (found {', '.join(sorted(map(repr, batch)))})")
         lab = np.asarray(lab)
         if lab.shape != (data.shape[0],) or not np.issubdtype(lab.dtype, np.integer):
             raise ImageFileError(f"{path}: {label_key!r} must be {data.shape[0]} integers, got {lab.dtype} {lab.shape}")

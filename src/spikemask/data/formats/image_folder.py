@@ -15,11 +15,14 @@ same class in both splits); files are sorted by class then name, so the order is
 Transforms reproduce timm's ImageNet defaults with PIL (bicubic): eval resizes the shorter side to
 ``int(size / 0.875)`` (crop_pct 0.875) and center-crops ``size``; train is RandomResizedCrop(scale (0.08, 1),
 ratio (3/4, 4/3)) + horizontal flip with p 0.5, drawing every random number from a ``torch.Generator``.
+``size`` is 224 for ImageNet by default; a non-square ``(H, W)`` follows timm too (eval: ``ResizeKeepRatio``
+to ``(H, W) / 0.875``, then the center crop).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
@@ -27,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+
+from ..events import one_line, read_file
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -108,7 +113,7 @@ def _read_labels_file(path: Path) -> dict[str, str]:
                         raise ImageFileError(f"{path}, line {n}: expected '<filename> <wnid>', got {line.rstrip()!r}")
                     out[words[0]] = words[1]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise ImageFileError(f"{path}: unreadable labels file ({type(err).__name__}: {err})") from err
+        raise ImageFileError(f"{path}: unreadable labels file ({one_line(err)})") from err
     if not out:
         raise ImageFileError(f"{path}: labels file lists no images")
     return out
@@ -170,10 +175,12 @@ def scan_image_folder(root: str | os.PathLike, split: str) -> tuple[list[Path], 
     return _flat(folder, root, classes)
 
 
-def center_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
-    """torchvision ``CenterCrop`` box ``(left, top, right, bottom)``: offsets rounded half to even, as there."""
-    left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
-    return left, top, left + size, top + size
+def center_crop_box(width: int, height: int, size: int | tuple[int, int]) -> tuple[int, int, int, int]:
+    """torchvision ``CenterCrop`` box ``(left, top, right, bottom)`` for ``size`` (side, or ``(h, w)``):
+    offsets rounded half to even, as there."""
+    h, w = (size, size) if isinstance(size, int) else size
+    left, top = int(round((width - w) / 2.0)), int(round((height - h) / 2.0))
+    return left, top, left + w, top + h
 
 
 def random_resized_crop_box(
@@ -207,39 +214,52 @@ def random_resized_crop_box(
     return left, top, left + w, top + h
 
 
-def load_image(
-    path: str | os.PathLike, size: int = 224, train: bool = False, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Read one image as ``uint8 [3, size, size]`` RGB, transformed for training or evaluation (module docstring).
+def _eval_resize(width: int, height: int, h: int, w: int) -> tuple[int, int]:
+    """The ``(width, height)`` timm's eval transform resizes to before its ``h x w`` center crop."""
+    if h == w:  # torchvision Resize(int): shorter side -> int(size / crop_pct), longer side truncated
+        short = int(h / CROP_PCT)
+        return (short, int(short * height / width)) if width <= height else (int(short * width / height), short)
+    # timm ResizeKeepRatio (non-square targets): scale so that the image just covers (h, w) / crop_pct
+    ratio = min(height / math.floor(h / CROP_PCT), width / math.floor(w / CROP_PCT))
+    return round(width / ratio), round(height / ratio)
 
-    Grayscale, CMYK, palette and RGBA files (and PNGs named ``.JPEG``: PIL goes by content) are converted
-    to RGB. ``generator`` drives every random choice of the train transform (``None``: torch's global RNG).
-    Raises :class:`ImageFileError` naming the file when it cannot be decoded (missing, truncated, not an image).
+
+def load_image(
+    path: str | os.PathLike,
+    size: int | tuple[int, int] = 224,
+    train: bool = False,
+    generator: torch.Generator | None = None,
+    *,
+    flip: bool = True,
+) -> torch.Tensor:
+    """Read one image as ``uint8 [3, H, W]`` RGB, transformed for training or evaluation (module docstring).
+
+    ``size``: ``(H, W)``, or one int for a square. Grayscale, CMYK, palette and RGBA files (and PNGs named
+    ``.JPEG``: PIL goes by content) are converted to RGB. ``generator`` drives every random choice of the
+    train transform (``None``: torch's global RNG); ``flip=False`` leaves the horizontal flip to a batch
+    augmentation. Raises ``FileNotFoundError`` for a missing file and :class:`ImageFileError` naming the file
+    when it cannot be read or decoded (a directory, no permission, empty, truncated, not an image).
     """
-    path = Path(path)
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    path, raw = read_file(path, "image file", error=ImageFileError)
+    if not raw:
+        raise ImageFileError(f"{path}: empty file (expected an image)")
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(raw)) as im:
             img = im.convert("RGB")  # decodes the whole file, so truncation is caught here
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: image file does not exist") from None
-    except (
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-    ) as err:  # UnidentifiedImageError is an OSError
-        raise ImageFileError(f"{path}: unreadable image ({type(err).__name__}: {err})") from err
-    w, h = img.size
+    except UnidentifiedImageError:
+        raise ImageFileError(f"{path}: unreadable image (not a format PIL can identify)") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ImageFileError(f"{path}: unreadable image ({one_line(err)})") from err
+    width, height = img.size
     if train:
-        box = random_resized_crop_box(w, h, generator)
-        img = img.crop(box).resize((size, size), Image.Resampling.BICUBIC)  # torchvision resized_crop on PIL
-        if torch.rand(1, generator=generator).item() < 0.5:
+        box = random_resized_crop_box(width, height, generator)
+        img = img.crop(box).resize((w, h), Image.Resampling.BICUBIC)  # torchvision resized_crop on PIL
+        if flip and torch.rand(1, generator=generator).item() < 0.5:
             img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     else:
-        short = int(size / CROP_PCT)
-        # torchvision Resize(int): shorter side -> short, longer side truncated; untouched if already there
-        new_w, new_h = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
-        if (new_w, new_h) != (w, h):
+        new_w, new_h = _eval_resize(width, height, h, w)
+        if (new_w, new_h) != (width, height):  # untouched if already there, as torchvision
             img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
-        img = img.crop(center_crop_box(new_w, new_h, size))
+        img = img.crop(center_crop_box(new_w, new_h, (h, w)))
     return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()  # [H, W, 3] -> [3, H, W]
