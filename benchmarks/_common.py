@@ -33,6 +33,7 @@ logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 __all__ = [
     "Timing",
     "interleaved",
+    "calibrate_bn",
     "ratio_stats",
     "saved_tensor_bytes",
     "peak_alloc_bytes",
@@ -61,14 +62,19 @@ class Timing:
         return min(self.rounds), max(self.rounds)
 
 
-def parse_bench_args(argv: list[str] | None, description: str, quick_help: str, full_repeat: int):
-    """The options every benchmark takes; returns (args, threads set, timed rounds)."""
+def parse_bench_args(
+    argv: list[str] | None, description: str, quick_help: str, full_repeat: int,
+    extra: Callable[[Any], None] | None = None,
+):
+    """The options every benchmark takes (``extra(parser)`` adds its own); returns (args, threads set, timed rounds)."""
     import argparse
 
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--repeat", type=int, default=None, help=f"timed rounds (default {full_repeat}, quick 3)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: stable on a shared box)")
+    if extra is not None:
+        extra(ap)
     args = ap.parse_args(argv)
     return args, set_threads(args.threads), args.repeat or (3 if args.quick else full_repeat)
 
@@ -132,6 +138,26 @@ def interleaved(
                 fn()
             rounds[n].append((time.perf_counter() - t0) / number)
     return {n: Timing(n, rounds[n]) for n in names}
+
+
+def calibrate_bn(model: torch.nn.Module, batches: list[torch.Tensor]) -> None:
+    """Set every BatchNorm's running mean/var to the exact average over ``batches`` (no gradients).
+
+    An untrained model with default statistics is nearly silent in eval mode; a silent network makes
+    meaningless counts. Leaves the model in eval mode.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    model.train()
+    with torch.no_grad():
+        for x in batches:
+            model(x)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
 
 
 def ratio_stats(num: Timing, den: Timing) -> tuple[float, float, float]:

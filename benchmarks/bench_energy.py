@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from _common import fmt_ms, fmt_ratio, format_table, interleaved, parse_bench_args, ratio_stats
+from _common import calibrate_bn, fmt_ms, fmt_ratio, format_table, interleaved, parse_bench_args, ratio_stats
 from torch import nn
 
 # (label, variant, T, batch, side, batches, mask ratio)
@@ -42,22 +42,6 @@ CASES_FULL = [
     ("dvs T4", "spikformer_2_256_dvs", 4, 2, 128, 2, 0.0),
 ]
 CASES_QUICK = [("ndigits T4", "spikformer_2_64_ndigits", 4, 16, 32, 1, 0.0)]
-
-
-def calibrate_bn(model: nn.Module, batches: list[torch.Tensor]) -> None:
-    """Set every BatchNorm's running mean/var to the exact average over ``batches`` (no gradients)."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average
-    model.train()
-    with torch.no_grad():
-        for x in batches:
-            model(x)
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    model.eval()
 
 
 def _make_case(variant: str, T: int, B: int, side: int, n_batches: int, ratio: float):

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bench_attention
 import bench_energy
 import bench_frames
 import bench_model
@@ -26,6 +27,7 @@ from _common import format_table, machine_info, set_threads
 BENCHMARKS = {
     "neurons": bench_neurons,
     "model": bench_model,
+    "attention": bench_attention,
     "energy": bench_energy,
     "frames": bench_frames,
     "readers": bench_readers,
@@ -52,6 +54,7 @@ def render(results: dict[str, dict[str, Any]], info: dict[str, Any], quick: bool
         _machine_table(info),
     ]
     titles = {"neurons": "Neurons (multi-step LIF / IF)", "model": "Spikformer training step and inference",
+              "attention": bench_attention.SECTION,
               "energy": "Energy counting overhead and SynOp cross-check", "frames": "Event framing and ATIS reading",
               "readers": "AEDAT readers (CIFAR10-DVS, DVS128 Gesture)"}
     for name, res in results.items():

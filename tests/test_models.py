@@ -17,18 +17,28 @@ ALL = sm.list_models()
 
 
 def independent_count(*, D: int, depth: int, in_channels: int, classes: int, qkv_bias: bool,
-                      mlp_ratio: float = 4.0, learnable_scale: bool = False) -> int:
-    """Parameters of a Spikformer, counted from the architecture in ../shared/spec/architectures.md."""
+                      mlp_ratio: float = 4.0, learnable_scale: bool = False, attention: str = "ssa",
+                      dwc_kernel: int = 3, dwc_bn: bool = True, vector_bn: bool = True) -> int:
+    """Parameters of a spiking transformer, counted from the architectures in ../shared/spec/architectures.md.
+
+    Every tokenizer has five 3x3 convs C -> D/8 -> D/4 -> D/2 -> D -> D, each with BN; SSA and SDSA
+    project Q, K, V, SASA only Q and K but adds a depthwise conv (and its BN) on K.
+    """
     conv3 = lambda cin, cout: 9 * cin * cout  # noqa: E731  (3x3, no bias)
     bn = lambda c: 2 * c  # noqa: E731  (weight + bias; running stats are buffers)
-    chans = [in_channels, D // 8, D // 4, D // 2, D]
-    sps = sum(conv3(a, b) + bn(b) for a, b in zip(chans, chans[1:]))
-    rpe = conv3(D, D) + bn(D)
+    chans = [in_channels, D // 8, D // 4, D // 2, D, D]
+    tokenizer = sum(conv3(a, b) + bn(b) for a, b in zip(chans, chans[1:]))
     hidden = int(D * mlp_ratio)
-    ssa = 3 * (D * D + (D if qkv_bias else 0) + bn(D)) + (D * D + D + bn(D)) + (1 if learnable_scale else 0)
+    projections = 2 if attention == "sasa" else 3
+    attn = projections * (D * D + (D if qkv_bias else 0) + bn(D)) + (D * D + D + bn(D))
+    attn += 1 if learnable_scale and attention == "ssa" else 0
+    if attention == "sasa" and dwc_kernel:
+        attn += D * dwc_kernel ** 2 + (bn(D) if dwc_bn else 0)
+    if attention == "sasa" and vector_bn:
+        attn += bn(D)  # the BatchNorm in front of the attention-vector neuron
     mlp = (D * hidden + hidden + bn(hidden)) + (hidden * D + D + bn(D))
     head = D * classes + classes
-    return sps + rpe + depth * (ssa + mlp) + head
+    return tokenizer + depth * (attn + mlp) + head
 
 
 def _meta(name: str, **overrides):
@@ -108,10 +118,12 @@ def test_parameter_count_matches_architecture(name):
     c = model.config
     assert all(p.device.type == "meta" for p in model.parameters())
     expected = independent_count(D=c.embed_dim, depth=c.depth, in_channels=c.in_channels, classes=c.num_classes,
-                                 qkv_bias=c.qkv_bias, mlp_ratio=c.mlp_ratio, learnable_scale=c.learnable_scale)
+                                 qkv_bias=c.qkv_bias, mlp_ratio=c.mlp_ratio, learnable_scale=c.learnable_scale,
+                                 attention=c.attention, dwc_kernel=c.sasa.dwc_kernel, dwc_bn=c.sasa.dwc_bn,
+                                 vector_bn=c.sasa.vector_bn)
     assert sm.count_parameters(model) == expected
     assert sm.model_info(name)["params"] == expected
-    assert sm.model_info(name)["family"] == "spikformer"
+    assert sm.model_info(name)["family"] == name.split("_")[0 if not name.startswith("test_") else 1]
 
 
 def test_published_parameter_counts():
@@ -261,7 +273,7 @@ def test_build_model_from_config_dict():
     assert rebuilt.config.sps_pool == (False, True, True, True)  # tuples come back as tuples
     assert repr(rebuilt) == repr(model)
     assert rebuilt.variant == "test_spikformer"
-    with pytest.raises(ConfigError, match="unknown model family 'spikformr'; known: spikformer"):
+    with pytest.raises(ConfigError, match="unknown model family 'spikformr'; known: saformer, spikformer, spiking"):
         sm.build_model("spikformr", stored)
 
 

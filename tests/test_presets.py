@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+import spikemask as sm
 from spikemask.data import dataset_info
 from spikemask.study import load_study_config
 from spikemask.train import list_presets, load_run_config
 from spikemask.train.loop import build_model_for
 
-STUDIES = {"demo_ndigits"}
+STUDIES = {"demo_ndigits", "compare_ndigits"}
 RUNS = [p for p in list_presets() if p not in STUDIES]
 
 
@@ -18,6 +19,8 @@ def test_the_paper_settings_are_all_there():
     assert {"spikformer_cifar10dvs", "spikformer_dvs128", "spikformer_cifar10", "spikformer_cifar100",
             "spikformer_imagenet", "masked_spikformer_cifar10dvs", "masked_spikformer_dvs128",
             "spikformer_ndigits"} <= set(RUNS)
+    for family in ("spikingformer", "saformer"):
+        assert {f"{family}_{d}" for d in ("cifar10dvs", "dvs128", "cifar10", "cifar100")} <= set(RUNS)
 
 
 @pytest.mark.parametrize("name", RUNS)
@@ -44,3 +47,14 @@ def test_masked_presets_mask_in_training_and_inference():
 def test_the_demo_study_preset():
     study = load_study_config("demo_ndigits")
     assert study.ratios == (0.0, 0.2, 0.5, 0.7) and len(study.time_steps) == 2
+
+
+def test_the_comparison_study_preset():
+    study = load_study_config("compare_ndigits")
+    assert [m.split("_")[0] for m in study.models] == ["spikformer", "spikingformer", "saformer"]
+    sizes = set()
+    for name in study.models:
+        with torch.device("meta"):
+            c = sm.create_model(name).config
+        sizes.add((c.embed_dim, c.depth, c.num_heads, c.img_size, c.grid))
+    assert len(sizes) == 1 and study.time_steps == (8,) and study.ratios == (0.0, 0.5)

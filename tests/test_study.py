@@ -118,7 +118,8 @@ def test_table_and_energy_savings(study):
     result = json.loads((out / "tiny" / "results.json").read_text())
     rows = result["rows"]
     base = rows[0]
-    assert result["reference"] == {"T": 2, "energy_mj": base["energy_mj"]}
+    assert result["reference"] == {"T": 2, "energy_mj": base["energy_mj"],
+                                   "energy_mj_by_model": {"test_spikformer": base["energy_mj"]}}
     printed = table_rows(stdout, len(rows))
     for r, cells in zip(rows, printed):
         assert cells[0] == r["model"] and cells[1] == "2"
@@ -207,3 +208,32 @@ def test_study_reuses_the_runs_final_evaluation(ndigits_root, tmp_path, capsys):
         assert final["acc"] == pytest.approx(evaluate(model, test, torch.device("cpu"), mask_seeds=seeds)["acc"])
     masked = json.loads((tmp_path / "out" / "tiny" / "T2_tau50" / "final.json").read_text())["final"]
     assert masked["mask_seeds"] == [0, 1]
+
+
+def test_a_study_compares_families_each_against_itself(ndigits_root, tmp_path, capsys):
+    """``models``: the same sweep for Spikformer, Spikingformer and SAFormer, each ΔE against its own baseline."""
+    models = ["test_spikformer", "test_spikingformer", "test_saformer"]
+    study = {**STUDY, "models": models, "inference_only": False,
+             "base": {**STUDY["base"], "model": {"name": "test_spikformer"}}}
+    cfg_path = tmp_path / "compare.yaml"
+    cfg_path.write_text(yaml.safe_dump(study))
+    stdout = demo(capsys, cfg_path, tmp_path / "out")
+    sd = tmp_path / "out" / "tiny"
+    rows = json.loads((sd / "results.json").read_text())["rows"]
+    assert [(r["model"], r["variant"], r["mask_ratio"]) for r in rows] == [
+        ("Spikformer", "test_spikformer", 0.0), ("Masked Spikformer", "test_spikformer", 0.5),
+        ("Spikingformer", "test_spikingformer", 0.0), ("Masked Spikingformer", "test_spikingformer", 0.5),
+        ("SAFormer", "test_saformer", 0.0), ("Masked SAFormer", "test_saformer", 0.5)]
+    for plain, masked in zip(rows[::2], rows[1::2]):
+        assert plain["delta_e_pct"] == 0.0
+        assert masked["delta_e_pct"] == pytest.approx(100 * (1 - masked["energy_mj"] / plain["energy_mj"]))
+    assert sorted(p.name for p in sd.iterdir() if p.is_dir()) == sorted(
+        f"{m}_T2_tau{t}" for m in models for t in ("00", "50"))
+    for m in models:  # each family masks its own default sites
+        cfg = yaml.safe_load((sd / f"{m}_T2_tau50" / "config.yaml").read_text())
+        assert cfg["model"]["name"] == m and cfg["model"]["mask"]["ratio"] == 0.5
+    assert yaml.safe_load((sd / "test_saformer_T2_tau50" / "config.yaml").read_text())["model"]["mask"]["sites"] == [
+        "attn.q", "attn.k", "attn.vector", "mlp.hidden"]
+    printed = table_rows(stdout, len(rows))
+    assert [cells[0] for cells in printed] == [r["model"] for r in rows]
+    assert "Where the energy goes, test_saformer, T=2" in stdout

@@ -41,6 +41,8 @@ class MaskConfig:
 
     ratio: masking ratio τ in [0, 1) for every site in ``sites`` (keep probability 1 - τ).
     sites: the sites masked at ``ratio``; the valid names depend on the model (``model.mask_sites``).
+        None: the model's default sites (``model.default_mask_sites``: for Spikformer's SSA attn.q,
+        attn.k, attn.scores and mlp.hidden, the Masked Spikformer's); a model stores them resolved.
     site_ratios: per-site τ overriding ``ratio`` (a site named here is masked even if not in ``sites``).
     mode: ``"always"`` masks in training and inference (the papers' RSM); ``"train"`` only in training.
     share_over_time: one mask per sample shared by all T steps instead of a new mask every step.
@@ -55,7 +57,7 @@ class MaskConfig:
     """
 
     ratio: float = bounded(0.0, ge=0, lt=1)  # τ = 1 would drop every spike: nothing could be learned
-    sites: tuple[str, ...] = ("attn.q", "attn.k", "attn.scores", "mlp.hidden")
+    sites: tuple[str, ...] | None = None
     site_ratios: dict[str, float] = field(default_factory=dict)
     mode: Literal["always", "train"] = "always"
     share_over_time: bool = False
@@ -65,7 +67,7 @@ class MaskConfig:
     def __post_init__(self) -> None:
         check_bounds(self, "mask")
         self.ratio = check_ratio(self.ratio, "mask.ratio")
-        self.sites = tuple(self.sites)
+        self.sites = tuple(self.sites) if self.sites is not None else None
         self.site_ratios = {s: check_ratio(r, f"mask.site_ratios[{s!r}]") for s, r in self.site_ratios.items()}
         if self.mode not in ("always", "train"):
             raise ValueError(f"mask.mode must be 'always' or 'train', got {self.mode!r}")
@@ -75,18 +77,21 @@ class MaskConfig:
     def ratio_for(self, site: str) -> float:
         if site in self.site_ratios:
             return self.site_ratios[site]
-        return self.ratio if site in self.sites else 0.0
+        return self.ratio if site in (self.sites or ()) else 0.0
 
     def named_sites(self) -> set[str]:
-        return set(self.sites) | set(self.site_ratios)
+        return set(self.sites or ()) | set(self.site_ratios)
 
     @property
     def active(self) -> bool:
-        return any(self.ratio_for(s) > 0 for s in self.named_sites())
+        defaults = self.sites is None and self.ratio > 0  # masks the model's default sites once applied
+        return defaults or any(self.ratio_for(s) > 0 for s in self.named_sites())
 
     def describe(self) -> str:
         """Short human description, e.g. ``τ=0.5 on attn.q, attn.k (always, per step)``."""
         ratios = {s: self.ratio_for(s) for s in sorted(self.named_sites()) if self.ratio_for(s) > 0}
+        if self.sites is None and self.ratio > 0:
+            ratios = {"the model's default sites": self.ratio, **ratios}
         if not ratios:
             return "off"
         groups: dict[float, list[str]] = {}
@@ -136,14 +141,14 @@ def random_spike_mask(
 class SpikeMask(nn.Module):
     """RSM at one named site. Identity when its ratio is 0 or when it is inactive in this mode.
 
-    ``feeds`` names the sibling module that consumes the masked tensor (the energy counter credits
-    the mask to it; None when the consumer is a neuron rather than a synapse).
+    ``feeds`` names the sibling module(s) that consume the masked tensor (the energy counter credits
+    the mask to them; empty when the consumer is a neuron rather than a synapse).
     """
 
-    def __init__(self, site: str, feeds: str | None = None) -> None:
+    def __init__(self, site: str, feeds: str | tuple[str, ...] | None = None) -> None:
         super().__init__()
         self.site = site
-        self.feeds = feeds
+        self.feeds: tuple[str, ...] = (feeds,) if isinstance(feeds, str) else tuple(feeds or ())
         self.ratio = 0.0
         self.mode = "always"
         self.share_over_time = False
@@ -197,8 +202,15 @@ class MaskableMixin:
 
     mask_sites: tuple[str, ...] = ()
 
+    @property
+    def default_mask_sites(self) -> tuple[str, ...]:
+        """The sites ``MaskConfig(sites=None)`` masks; models override it (here: every site)."""
+        return tuple(self.mask_sites)
+
     def set_mask(self, cfg: MaskConfig) -> None:
         """Validate ``cfg`` against this model's sites and push it into every :class:`SpikeMask`."""
+        if cfg.sites is None:
+            cfg = dataclasses.replace(cfg, sites=tuple(self.default_mask_sites))
         unknown = sorted(cfg.named_sites() - set(self.mask_sites))
         if unknown:
             raise ValueError(

@@ -7,11 +7,15 @@ from typing import Any
 
 __all__ = ["plot_accuracy_vs_energy"]
 
-_MARKERS = {"Spikformer": "o", "Masked Spikformer": "s", "Spikformer + RSM at inference": "^"}
+
+
+def _marker(kind: str) -> str:
+    """Unmasked o, trained masked s, masked at inference only ^ (whatever the architecture)."""
+    return "s" if kind.startswith("Masked ") else "^" if kind.endswith("+ RSM at inference") else "o"
 
 
 def plot_accuracy_vs_energy(rows: list[dict[str, Any]], path: str | Path, title: str | None = None) -> Path:
-    """Scatter of accuracy (%) vs compute energy (mJ/sample) with ±1 std bars; colour = T, marker = kind."""
+    """Scatter of accuracy (%) vs compute energy (mJ/sample) with ±1 std bars; colour = (model, T), marker = kind."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,13 +26,14 @@ def plot_accuracy_vs_energy(rows: list[dict[str, Any]], path: str | Path, title:
     # µJ when the energies are small (the bundled data), mJ otherwise (the papers' unit)
     scale, unit = (1e3, "µJ") if max(r["energy_mj"] for r in rows) < 0.1 else (1.0, "mJ")
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ts = sorted({r["T"] for r in rows})
-    colours = {t: plt.cm.viridis(i / max(len(ts) - 1, 1) * 0.85) for i, t in enumerate(ts)}
+    groups = sorted({(r.get("variant", ""), r["T"]) for r in rows})
+    colours = {g: plt.cm.viridis(i / max(len(groups) - 1, 1) * 0.85) for i, g in enumerate(groups)}
     seen = set()
     for r in rows:
         label = f"{r['model']}, T={r['T']}"
         ax.errorbar(r["energy_mj"] * scale, r["acc"], xerr=r["energy_mj_std"] * scale, yerr=r["acc_std"],
-                    marker=_MARKERS.get(r["model"], "x"), color=colours[r["T"]], linestyle="none", capsize=2,
+                    marker=_marker(r["model"]), color=colours[r.get("variant", ""), r["T"]], linestyle="none",
+                    capsize=2,
                     markersize=7, label=None if label in seen else label)
         seen.add(label)
         ax.annotate(f"τ={r['mask_ratio']:g}", (r["energy_mj"] * scale, r["acc"]), textcoords="offset points",

@@ -1,4 +1,4 @@
-"""A τ x T study: train one model per (T, τ), then report accuracy and energy side by side.
+"""A τ x T study: train one model per (model, T, τ), then report accuracy and energy side by side.
 
 This is Table 1 / 2 of 000_766e5557120f520b.txt made reproducible: every cell is a full training
 run with masking active in training and inference (Masked Spikformer), τ = 0 is the unmasked
@@ -7,8 +7,9 @@ as mean ± std over mask seeds. Optionally each unmasked model is also evaluated
 on at inference only (no retraining), which separates what masking does by itself from what
 training under masking changes.
 
-Cells whose run directory already holds a finished run with the same resolved config are reused,
-so an interrupted study resumes where it stopped.
+With several ``models`` (e.g. Spikformer, Spikingformer and SAFormer of one size) the same sweep runs for
+each, and every ΔE compares a model with its own unmasked run. Cells whose run directory already holds a
+finished run with the same resolved config are reused, so an interrupted study resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class StudyConfig:
 
     name: directory under ``out_dir`` holding the study and one run directory per cell.
     base: the run every cell starts from; each cell overrides ``model.T`` and ``model.mask.ratio``.
+    models: registered models to compare (each cell also overrides ``model.name``; run directories are
+        then ``<model>_T<T>_tau<τ>``); empty: ``base.model.name`` alone (directories ``T<T>_tau<τ>``).
     ratios: masking ratios τ; 0 is the unmasked baseline (added if missing).
     time_steps: values of T.
     eval_mask_seeds: mask seeds for accuracy and energy (mean ± std).
@@ -62,6 +65,7 @@ class StudyConfig:
     name: str = "demo"
     out_dir: str = "runs"
     base: RunConfig = field(default_factory=RunConfig)
+    models: tuple[str, ...] = ()
     ratios: tuple[float, ...] = (0.0, 0.2, 0.5, 0.7)
     time_steps: tuple[int, ...] = (4, 8)
     eval_mask_seeds: int = 3
@@ -74,6 +78,17 @@ class StudyConfig:
             raise ValueError(f"study.time_steps must be positive integers, got {self.time_steps}")
         if self.eval_mask_seeds < 1:
             raise ValueError("study.eval_mask_seeds must be >= 1")
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"study.models lists a model twice: {list(self.models)}")
+        from .models import list_models
+
+        unknown = [m for m in self.models if m not in list_models()]
+        if unknown:
+            raise ValueError(f"study.models: unknown model {unknown[0]!r}; `spikemask models` lists them")
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return self.models or (self.base.model["name"],)
 
     @property
     def study_dir(self) -> Path:
@@ -85,14 +100,29 @@ def load_study_config(source: str | Path | dict[str, Any], overrides: list[str] 
     return from_dict(StudyConfig, apply_overrides(data, list(overrides)))
 
 
-def _cell_config(study: StudyConfig, T: int, ratio: float) -> RunConfig:
+def _cell_config(study: StudyConfig, model: str, T: int, ratio: float) -> RunConfig:
     base = to_dict(study.base)
     mask = merge(base["model"].get("mask", {}), {"ratio": ratio})
     # the run's own final evaluation uses the study's mask seeds, so the study can reuse it
     train = merge(base["train"], {"eval_mask_seeds": study.eval_mask_seeds})
-    cell = merge(base, {"model": {"T": T, "mask": mask}, "train": train, "out_dir": str(study.study_dir),
-                        "name": f"T{T}_tau{int(round(ratio * 100)):02d}"})
+    name = f"T{T}_tau{int(round(ratio * 100)):02d}"
+    cell = merge(base, {"model": {"name": model, "T": T, "mask": mask}, "train": train,
+                        "out_dir": str(study.study_dir), "name": f"{model}_{name}" if study.models else name})
     return from_dict(RunConfig, cell)
+
+
+_DISPLAY = {"spikformer": "Spikformer", "spikingformer": "Spikingformer", "saformer": "SAFormer"}
+
+
+def _labels(model) -> tuple[str, str, str]:
+    """(unmasked, masked, masked at inference only) row labels of ``model``: ``Spikformer``, ``Masked
+    Spikformer``, ``Spikformer + RSM at inference`` (the attention is named when not the family's own)."""
+    from .models.registry import resolve_config
+
+    name = _DISPLAY.get(model.family, model.family)
+    if model.config.attention != resolve_config(model.variant).attention:
+        name += f" ({model.config.attention.upper()})"
+    return name, f"Masked {name}", f"{name} + RSM at inference"
 
 
 def _test_loaders(study: StudyConfig, cfg: RunConfig, T: int) -> tuple[DataLoader, DataLoader]:
@@ -128,10 +158,12 @@ def _measure(model, cfg: RunConfig, study: StudyConfig, loaders: tuple[DataLoade
     return {"accuracy": acc, "energy": report}
 
 
-def _row(kind: str, T: int, ratio: float, m: dict[str, Any], params: int, run_dir: Path) -> dict[str, Any]:
+def _row(kind: str, variant: str, T: int, ratio: float, m: dict[str, Any], params: int,
+         run_dir: Path) -> dict[str, Any]:
     tot = m["energy"]["totals"]
     return {
         "model": kind,
+        "variant": variant,
         "T": T,
         "mask_ratio": ratio,
         "acc": m["accuracy"]["acc"],
@@ -154,11 +186,12 @@ def _row(kind: str, T: int, ratio: float, m: dict[str, Any], params: int, run_di
     }
 
 
-def _add_deltas(rows: list[dict[str, Any]], baselines: dict[int, dict[str, Any]], ref: dict[str, Any]) -> None:
+def _add_deltas(rows: list[dict[str, Any]], baselines: dict[tuple[str, int], dict[str, Any]], ref_T: int) -> None:
+    """ΔE against the same model's unmasked run at the same T, and at the reference (largest) T."""
     for row in rows:
-        base = baselines[row["T"]]
+        base = baselines[row["variant"], row["T"]]
         row["delta_e_pct"] = saving_pct(row["energy_mj"], base["energy_mj"])
-        row["delta_e_ref_pct"] = saving_pct(row["energy_mj"], ref["energy_mj"])
+        row["delta_e_ref_pct"] = saving_pct(row["energy_mj"], baselines[row["variant"], ref_T]["energy_mj"])
         # split the change against the same-T baseline: layers that read masked tensors vs the rest
         direct = base["masked_consumers_mj"] - row["masked_consumers_mj"]
         total = base["energy_mj"] - row["energy_mj"]
@@ -203,12 +236,12 @@ def _run_study(study: StudyConfig, overwrite: bool, progress: ProgressFactory) -
     out = study.study_dir
     atomic_write_text(out / "study.yaml", yaml.safe_dump(to_dict(study), sort_keys=False))
     rows: list[dict[str, Any]] = []
-    baselines: dict[int, dict[str, Any]] = {}
+    baselines: dict[tuple[str, int], dict[str, Any]] = {}
     reports: dict[str, Any] = {}
-    cells = [(T, r) for T in study.time_steps for r in study.ratios]
-    for index, (T, ratio) in enumerate(cells):
-        cfg = _cell_config(study, T, ratio)
-        label = f"[{index + 1}/{len(cells)}] T={T} τ={ratio:g}"
+    cells = [(name, T, r) for name in study.model_names for T in study.time_steps for r in study.ratios]
+    for index, (name, T, ratio) in enumerate(cells):
+        cfg = _cell_config(study, name, T, ratio)
+        label = f"[{index + 1}/{len(cells)}] {name + ' ' if study.models else ''}T={T} τ={ratio:g}"
         _train_cell(cfg, label, overwrite, progress)
         model, _ = load_model(cfg.run_dir / "last.pt")
         device = torch.device("cpu")
@@ -216,22 +249,25 @@ def _run_study(study: StudyConfig, overwrite: bool, progress: ProgressFactory) -
         params = count_parameters(model)
         accuracy = _final_accuracy(cfg, model, list(range(study.eval_mask_seeds)))
         measured = _measure(model, cfg, study, loaders, device, label, progress, accuracy)
-        kind = "Spikformer" if ratio == 0 else "Masked Spikformer"
-        row = _row(kind, T, ratio, measured, params, cfg.run_dir)
+        plain, masked, inference_only = _labels(model)
+        row = _row(masked if ratio else plain, name, T, ratio, measured, params, cfg.run_dir)
         rows.append(row)
-        reports[f"T{T}_tau{ratio:g}"] = measured["energy"]
+        key = f"{name}_" if study.models else ""
+        reports[f"{key}T{T}_tau{ratio:g}"] = measured["energy"]
         if ratio == 0:
-            baselines[T] = row
+            baselines[name, T] = row
             if study.inference_only:
                 for r in study.ratios[1:]:
                     model.set_mask(dataclasses.replace(model.config.mask, ratio=r))
                     m = _measure(model, cfg, study, loaders, device, f"T={T} τ={r:g} (inference only)", progress)
-                    rows.append(_row("Spikformer + RSM at inference", T, r, m, params, cfg.run_dir))
-                    reports[f"T{T}_tau{r:g}_inference_only"] = m["energy"]
+                    rows.append(_row(inference_only, name, T, r, m, params, cfg.run_dir))
+                    reports[f"{key}T{T}_tau{r:g}_inference_only"] = m["energy"]
                 model.set_mask(dataclasses.replace(model.config.mask, ratio=0.0))
-    ref = baselines[max(study.time_steps)]
-    _add_deltas(rows, baselines, ref)
-    result = {"study": to_dict(study), "reference": {"T": ref["T"], "energy_mj": ref["energy_mj"]}, "rows": rows}
+    ref_T = max(study.time_steps)
+    _add_deltas(rows, baselines, ref_T)
+    refs = {name: baselines[name, ref_T]["energy_mj"] for name in study.model_names}
+    result = {"study": to_dict(study), "rows": rows,
+              "reference": {"T": ref_T, "energy_mj": refs[study.model_names[0]], "energy_mj_by_model": refs}}
     atomic_write_json(out / "results.json", result)
     atomic_write_json(out / "energy_reports.json", reports)
     atomic_write_text(out / "results.csv", study_rows_csv(rows))
@@ -241,7 +277,7 @@ def _run_study(study: StudyConfig, overwrite: bool, progress: ProgressFactory) -
     return result
 
 
-CSV_COLUMNS = ["model", "T", "mask_ratio", "acc", "acc_std", "energy_mj", "energy_mj_std", "delta_e_pct",
+CSV_COLUMNS = ["model", "variant", "T", "mask_ratio", "acc", "acc_std", "energy_mj", "energy_mj_std", "delta_e_pct",
                "delta_e_ref_pct", "params_m", "sops", "macs", "saved_in_masked_layers_mj", "saved_elsewhere_mj",
                "ann_energy_mj", "papers_formula_energy_mj", "papers_formula_extra_mask_factor_energy_mj",
                "neuron_energy_mj", "memory_energy_mj", "mask_draws", "mask_draw_energy_mj", "run_dir"]

@@ -256,12 +256,36 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_weights(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..models.convert import load_authors_weights
+    from ..train import save_checkpoint
+
+    if Path(args.out).exists() and not args.overwrite:
+        raise ValueError(f"{args.out} exists; choose another --out or add --overwrite")
+    model, report = load_authors_weights(args.source, variant=args.variant, num_classes=args.num_classes,
+                                         num_heads=args.num_heads, ema=args.ema)
+    out = save_checkpoint(args.out, model, imported_from=str(args.source), import_report=report)
+    if args.json:
+        emit_json(dict(report, checkpoint=str(out)))
+        return 0
+    print(f"{report['layout']} ({report['authors_code']}) -> {model.variant}: {len(report['mapped'])} tensors, "
+          f"{len(report['converted'])} reshaped, {len(report['dropped'])} unused dropped")
+    for field, (old, new) in report["config_changes"].items():
+        print(f"  {field}: {old} -> {new}")
+    for field, why in report["assumed"].items():
+        print(f"  {field}: {why}")
+    print(f"checkpoint (config inside): {out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..study import load_study_config, run_study
 
     overrides = list(args.overrides) + ([f"out_dir={args.out}"] if args.out else [])
     study = load_study_config(args.config, overrides)
-    log.info("Masked Spikformer study on %s: T in %s, τ in %s -> %s", study.base.data.name,
+    log.info("study on %s: %s, T in %s, τ in %s -> %s", study.base.data.name, ", ".join(study.model_names),
              list(study.time_steps), list(study.ratios), study.study_dir)
     result = run_study(study, overwrite=args.overwrite, progress=tqdm_progress)
     print(render_study(result))

@@ -1,6 +1,6 @@
 """``spikemask`` command line: each subcommand parses, loads a config, calls the library, renders.
 
-Subcommands: models, train, eval, energy, data, demo. ``main(argv) -> int`` returns the exit status:
+Subcommands: models, train, eval, energy, data, demo, import-weights. ``main(argv) -> int`` returns the exit status:
 0 ok, 2 bad input or an operating-system error (one line: what is wrong and how to fix it), 1 a bug in
 spikemask, 130 interrupted. ``--debug`` shows the traceback instead of the one line.
 """
@@ -130,6 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--binarize", action="store_true")
     q.add_argument("--splits", nargs="+", default=["train", "test"])
 
+    p = sub.add_parser("import-weights", help="convert the authors' Spikformer / Spikingformer checkpoint into a "
+                                              "spikemask one")
+    p.add_argument("source", help="the authors' checkpoint (.pth / .pth.tar)")
+    p.add_argument("--out", required=True, metavar="CHECKPOINT", help="spikemask checkpoint to write")
+    p.add_argument("--variant", help="spikemask variant to load into (default: the registered one the weights fit)")
+    p.add_argument("--num-classes", type=positive, help="check that the file's classifier has this many classes")
+    p.add_argument("--num-heads", type=positive, help="attention heads, when the file does not record them")
+    p.add_argument("--ema", action="store_true", help="load the EMA weights (state_dict_ema) instead")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--json", action="store_true", help="print the import report as JSON")
+
     p = sub.add_parser("demo", help="the main job: a Masked Spikformer τ x T study on the bundled N-Digits")
     p.add_argument("--config", default="demo_ndigits", help="study YAML or preset (default demo_ndigits)")
     p.add_argument("--out", help="output directory (default runs/)")
@@ -163,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import describe_error, exit_code
 
     try:
-        return getattr(commands, f"cmd_{args.command}")(args)
+        return getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args)
     except KeyboardInterrupt:
         done = " finished epochs are in the run's last.pt (resume with --resume)" if args.command == "train" else ""
         print(f"spikemask {args.command}: interrupted;{done or ' nothing was left half-written'}", file=sys.stderr)

@@ -67,12 +67,15 @@ def render_energy(report: dict[str, Any]) -> str:
         f"not in the total: neuron updates {fmt_num(t['neuron_updates'])} → {t['neuron_energy_mj']:.4g} mJ; "
         f"SRAM traffic (crude) {t['memory_energy_mj']:.4g} mJ"
         + (f"; mask random numbers {fmt_num(t['mask_draws'])} → {t['mask_draw_energy_mj']:.4g} mJ"
-           f" (assumed {cfg['e_rng_pj']} pJ each)" if t.get("mask_draws") else ""),
+           f" (assumed {cfg['e_rng_pj']} pJ each)" if t.get("mask_draws") else "")
+        + (f"; elementwise additions (residuals, merges) {fmt_num(t['additions'])} → "
+           f"{t['addition_energy_mj']:.4g} mJ at E_AC" if t.get("additions") else ""),
         f"the papers' formula E_MAC·FL1 + E_AC·Σ fr·T·FLOPs on these rates: {t['papers_formula_energy_mj']:.4g} mJ"
         + (f"; with masked layers x (1 − τ) once more: {t['papers_formula_extra_mask_factor_energy_mj']:.4g} mJ"
            if t["papers_formula_extra_mask_factor_energy_mj"] != t["papers_formula_energy_mj"] else ""),
         f"conventions: first layer {cfg['first_layer']}, integer inputs {cfg['integer_inputs']}, real inputs "
-        f"{cfg['real_inputs']}, pooling {cfg['pooling']}; BN folded (not counted); 45 nm compute-only estimate",
+        f"{cfg['real_inputs']}, pooling {cfg['pooling']}, gates {cfg['gates']}; BN folded (not counted); "
+        "45 nm compute-only estimate",
     ]
     if "delta" in report:
         d = report["delta"]
@@ -90,18 +93,23 @@ def render_study(result: dict[str, Any]) -> str:
               fmt_pm(r["energy_mj"] * 1e3, r["energy_mj_std"] * 1e3, 1, always=r["mask_ratio"] > 0),
               f"{r['delta_e_pct']:.1f}" if r["mask_ratio"] else "-", f"{r['delta_e_ref_pct']:.1f}",
               f"{r['params_m']:.3f}"] for r in rows]
+    data = result.get("study", {}).get("base", {}).get("data", {}).get("name", "N-Digits")
     out = [format_table(
         ["Model", "T", "M (%)", "Acc (%)", "E (µJ)", "ΔE (%)", f"ΔE vs T={ref['T']} (%)", "Param (M)"], table,
-        title="Accuracy and energy (Table 1 of 000, on N-Digits); mean ± std over mask seeds", align="lrrrrrrr")]
-    out.append("ΔE = energy saved against the unmasked Spikformer of the same T; the paper's column compares with "
-               f"its largest-T Spikformer (here T={ref['T']}). E is compute-only (45 nm), per sample.")
-    for T in sorted({r["T"] for r in rows}):
-        trained = [r for r in rows if r["T"] == T and r["model"] != "Spikformer + RSM at inference"]
-        groups = list(trained[0]["breakdown_mj"])
-        brow = [[g] + [f"{1e3 * r['breakdown_mj'].get(g, 0.0):.2f}" for r in trained] for g in groups]
-        brow.append(["total"] + [f"{1e3 * r['energy_mj']:.2f}" for r in trained])
-        out += ["", format_table(["layer group (µJ)"] + [f"τ={r['mask_ratio']:g}" for r in trained], brow,
-                                 title=f"Where the energy goes, T={T} (trained models)")]
+        title=f"Accuracy and energy (Table 1 of 000, on {data}); mean ± std over mask seeds", align="lrrrrrrr")]
+    out.append("ΔE = energy saved against the same model unmasked at the same T; the paper's column compares with "
+               f"its largest-T unmasked model (here T={ref['T']}). E is compute-only (45 nm), per sample.")
+    variants = list(dict.fromkeys(r.get("variant") for r in rows))
+    for variant in variants:
+        for T in sorted({r["T"] for r in rows}):
+            trained = [r for r in rows if r["T"] == T and r.get("variant") == variant
+                       and not r["model"].endswith("+ RSM at inference")]
+            groups = list(dict.fromkeys(g for r in trained for g in r["breakdown_mj"]))
+            brow = [[g] + [f"{1e3 * r['breakdown_mj'].get(g, 0.0):.2f}" for r in trained] for g in groups]
+            brow.append(["total"] + [f"{1e3 * r['energy_mj']:.2f}" for r in trained])
+            which = f"{variant}, " if len(variants) > 1 else ""
+            out += ["", format_table(["layer group (µJ)"] + [f"τ={r['mask_ratio']:g}" for r in trained], brow,
+                                     title=f"Where the energy goes, {which}T={T} (trained models)")]
     why = [[r["model"], r["T"], f"{r['mask_ratio']:g}",
             f"{1e3 * (r['saved_in_masked_layers_mj'] + r['saved_elsewhere_mj']):.2f}",
             f"{1e3 * r['saved_in_masked_layers_mj']:.2f}", f"{1e3 * r['saved_elsewhere_mj']:.2f}"]

@@ -29,7 +29,11 @@ class EnergyConfig:
     first_layer: ``"mac_dense"`` charges the first layer every MAC at every step, as the papers do
         (E_MAC · FL_1); ``"as_input"`` applies the rules above to its actual input.
     pooling: ``"mac"`` charges pooling (max and average) one MAC per window element, as the spec
-        says; ``"exclude"`` leaves it out.
+        says; ``"exclude"`` leaves it out. (Token aggregation, SASA's average over tokens and SDSA's
+        token sum, is charged one AC per non-zero input: an addition, whatever the value.)
+    gates: a Hadamard product with a spike operand (SDSA's ``Q ⊙ ...``, SASA's ``A ⊙ K``) only lets a
+        value through where a spike is: ``"free"`` (default; an AND gate costs femtojoules) or ``"ac"``
+        (one AC per pair of non-zero operands, an upper bound).
     e_lif_update_pj / e_if_update_pj: one neuron update (LIF: leak multiply-add + threshold add;
         IF: integrate add + threshold add). Reported separately, never in the compute total.
     e_sram_pj: one 32-bit SRAM access (8 KB bank, 45 nm: 10 pJ per 64 bits). The memory column
@@ -48,6 +52,7 @@ class EnergyConfig:
     real_inputs: Literal["mac_dense", "mac_nonzero"] = "mac_dense"
     first_layer: Literal["mac_dense", "as_input"] = "mac_dense"
     pooling: Literal["mac", "exclude"] = "mac"
+    gates: Literal["free", "ac"] = "free"
     e_lif_update_pj: float = bounded(5.5, ge=0)
     e_if_update_pj: float = bounded(1.8, ge=0)
     e_sram_pj: float = bounded(5.0, ge=0)

@@ -26,15 +26,18 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..layers import MeanPool, SpikeMatmul, is_after_time_mean
+from ..layers import HadamardSum, MeanPool, ResidualAdd, SpikeGate, SpikeMatmul, TokenPool, is_after_time_mean
 from ..masking import SpikeMask
 from ..neurons import SpikingNeuron
 from . import counting as C
 
-__all__ = ["LayerStats", "MaskStats", "NeuronStats", "EnergyCounter"]
+__all__ = ["LayerStats", "MaskStats", "NeuronStats", "AdditionStats", "EnergyCounter"]
 
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, MeanPool)
-_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Linear, SpikeMatmul) + _POOLS
+_PAIRS = (SpikeMatmul, HadamardSum, SpikeGate)  # products of two activation tensors
+_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Linear, TokenPool) + _PAIRS + _POOLS
+_OP_NAMES = {SpikeMatmul: "matmul", HadamardSum: "hadamardsum", SpikeGate: "gate", TokenPool: "tokenpool",
+             MeanPool: "meanpool"}
 
 
 @dataclass
@@ -77,6 +80,16 @@ class MaskStats:
 
 
 @dataclass
+class AdditionStats:
+    """Elementwise additions of two activation tensors (residuals, merges): not synaptic, reported apart."""
+
+    name: str
+    adds: float = 0.0  # additions of a non-zero second operand (an event-driven adder skips zeros)
+    dense: float = 0.0  # every element
+    encoding: str = C.BINARY  # worst encoding of the two operands
+
+
+@dataclass
 class NeuronStats:
     name: str
     kind: str
@@ -85,11 +98,7 @@ class NeuronStats:
 
 
 def _op_name(module: nn.Module) -> str:
-    if isinstance(module, SpikeMatmul):
-        return "matmul"
-    if isinstance(module, MeanPool):
-        return "meanpool"
-    return type(module).__name__.lower()
+    return _OP_NAMES.get(type(module), type(module).__name__.lower())
 
 
 class EnergyCounter:
@@ -106,6 +115,7 @@ class EnergyCounter:
         self.layers: dict[str, LayerStats] = {}
         self.masks: dict[str, MaskStats] = {}
         self.neurons: dict[str, NeuronStats] = {}
+        self.additions: dict[str, AdditionStats] = {}
         self.samples = 0
         self.T: int | None = None
         self._batch: tuple[int, int] | None = None
@@ -118,16 +128,21 @@ class EnergyCounter:
         for name, module in named.items():
             if isinstance(module, SpikeMask):
                 parent = name.rpartition(".")[0]
-                consumer = f"{parent}.{module.feeds}" if parent and module.feeds else module.feeds
-                self._consumers.setdefault(consumer, []).append((name, module))
-                self.masks.setdefault(name, MaskStats(name, module.site, module.ratio, module.enabled, consumer,
-                                                      draw=module.draw, shared=module.share_over_time))
+                consumers = [f"{parent}.{f}" if parent else f for f in module.feeds]
+                for consumer in consumers:
+                    self._consumers.setdefault(consumer, []).append((name, module))
+                self.masks.setdefault(name, MaskStats(name, module.site, module.ratio, module.enabled,
+                                                      ", ".join(consumers) or None, draw=module.draw,
+                                                      shared=module.share_over_time))
                 self._handles.append(module.register_forward_hook(self._mask_hook(name)))
             elif isinstance(module, SpikingNeuron):
                 self.neurons.setdefault(name, NeuronStats(name, module.cfg.kind))
                 self._handles.append(module.register_forward_hook(self._neuron_hook(name)))
             elif isinstance(module, _COUNTED):
                 self._handles.append(module.register_forward_hook(self._layer_hook(name)))
+            elif isinstance(module, ResidualAdd):
+                self.additions.setdefault(name, AdditionStats(name))
+                self._handles.append(module.register_forward_hook(self._addition_hook(name)))
         self._handles.append(self.model.register_forward_pre_hook(self._root_hook))
         return self
 
@@ -173,8 +188,10 @@ class EnergyCounter:
         st = self._stats(name, module)
         if isinstance(module, _POOLS):
             rec = self._pool(module, args[0], out)
-        elif isinstance(module, SpikeMatmul):
-            rec = self._matmul(name, *args)
+        elif isinstance(module, _PAIRS):
+            rec = self._pairs(name, module, *args)
+        elif isinstance(module, TokenPool):
+            rec = self._aggregate(name, module, args[0])
         else:
             rec = self._weighted(name, module, args[0], out)
         dense, exact, valued, fr, nnz, numel, total, enc = rec
@@ -200,8 +217,26 @@ class EnergyCounter:
             return dense, dense, dense, dense, x.numel(), x.numel(), float(x.numel()), C.BINARY
         return (dense, dense, dense, dense, float((x != 0).sum()), x.numel(), float(x.sum()), C.encoding_of(x))
 
-    def _matmul(self, name: str, a: torch.Tensor, b: torch.Tensor) -> tuple:
-        dense = C.matmul_dense_macs(a, b)
+    def _aggregate(self, name: str, module: TokenPool, x: torch.Tensor) -> tuple:
+        """Token pooling ``[T, B, N, D]``: one addition per non-zero input in each window that holds it (its
+        value does not matter: one add); adaptive windows overlap when N' does not divide N."""
+        windows = module.windows(x.shape[2])
+        numel = float(x.numel())
+        dense = numel / x.shape[2] * sum(e - s for s, e in windows) if x.shape[2] else 0.0
+        if self.dense:
+            keep = self._keep(name)
+            return dense, dense * keep, dense * keep, dense * keep, numel * keep, numel, numel * keep, C.BINARY
+        nz = (x != 0).sum(dim=(0, 1, 3), dtype=torch.float64)  # [N]: non-zero inputs per token
+        adds = float(sum(nz[s:e].sum() for s, e in windows))
+        nnz = float(nz.sum())
+        fr = nnz / numel * dense if numel else 0.0
+        return dense, adds, adds, fr, nnz, numel, float(x.sum()), C.encoding_of(x)
+
+    def _pairs(self, name: str, module: nn.Module, a: torch.Tensor, b: torch.Tensor) -> tuple:
+        """Products of two activation tensors: terms with both factors non-zero (matmul or elementwise)."""
+        matmul = isinstance(module, SpikeMatmul)
+        dense = C.matmul_dense_macs(a, b) if matmul else C.elementwise_dense(a, b)
+        pairs = C.matmul_pairs if matmul else C.elementwise_pairs
         numel = a.numel() + b.numel()
         if self.dense:
             keep = self._keep(name)
@@ -210,9 +245,9 @@ class EnergyCounter:
         # one binary factor gates the other: a spike-driven accumulation of its values
         enc = C.BINARY if C.BINARY in (enc_a, enc_b) else max(enc_a, enc_b, key=C.ENCODINGS.index)
         nnz_a, nnz_b = float((a != 0).sum()), float((b != 0).sum())
-        fr = nnz_a / a.numel() * nnz_b / b.numel() * dense
-        exact = C.matmul_pairs(a, b)
-        valued = exact if enc_a == enc_b == C.BINARY else C.matmul_pairs(a, b, valued=True)
+        fr = nnz_a / a.numel() * nnz_b / b.numel() * dense if a.numel() and b.numel() else 0.0
+        exact = pairs(a, b)
+        valued = exact if enc_a == enc_b == C.BINARY else pairs(a, b, valued=True)
         return dense, exact, valued, fr, nnz_a + nnz_b, numel, float(a.sum()) + float(b.sum()), enc
 
     def _weighted(self, name: str, module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> tuple:
@@ -257,6 +292,19 @@ class EnergyCounter:
         if module.share_over_time:
             arriving = arriving.any(dim=0)  # one draw per position that fires at some step
         return float(arriving.sum())
+
+    def _addition_hook(self, name: str):
+        def hook(module: ResidualAdd, args: tuple, out: torch.Tensor) -> None:
+            st = self.additions[name]
+            x, branch = args
+            st.dense += float(out.numel())
+            st.adds += float(out.numel()) if self.dense else float((branch != 0).sum())
+            if not self.dense:
+                worst = max(C.encoding_of(x), C.encoding_of(branch), key=C.ENCODINGS.index)
+                if C.ENCODINGS.index(worst) > C.ENCODINGS.index(st.encoding):
+                    st.encoding = worst
+
+        return hook
 
     def _neuron_hook(self, name: str):
         def hook(module: SpikingNeuron, args: tuple, out: torch.Tensor) -> None:

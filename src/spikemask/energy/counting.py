@@ -27,6 +27,8 @@ __all__ = [
     "linear_dense_macs",
     "matmul_pairs",
     "matmul_dense_macs",
+    "elementwise_pairs",
+    "elementwise_dense",
 ]
 
 BINARY, INTEGER, REAL = "binary", "integer", "real"
@@ -112,3 +114,19 @@ def matmul_dense_macs(a: torch.Tensor, b: torch.Tensor) -> float:
     for s in batch:
         n *= s
     return float(n) * a.shape[-2] * a.shape[-1] * b.shape[-1]
+
+
+def elementwise_pairs(a: torch.Tensor, b: torch.Tensor, *, valued: bool = False) -> float:
+    """Number of (broadcast) elements of ``a * b`` whose two factors are both non-zero; ``valued=True``
+    weights each by ``a b`` instead (a Hadamard product, summed or not: its terms are its elements)."""
+    if valued:
+        return float((a.to(torch.float64) * b.to(torch.float64)).sum())
+    return float(((a != 0) & (b != 0)).sum())
+
+
+def elementwise_dense(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Elements of the broadcast product: the conventional multiply count."""
+    n = 1
+    for s in torch.broadcast_shapes(a.shape, b.shape):
+        n *= s
+    return float(n)

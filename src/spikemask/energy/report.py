@@ -29,10 +29,16 @@ def _charge(st: LayerStats, cfg: EnergyConfig, first: bool) -> tuple[float, floa
         if cfg.pooling == "exclude":
             return 0.0, 0.0, "pooling excluded"
         return 0.0, st.dense_macs, "pooling: 1 MAC per window element"
+    if st.op == "tokenpool":
+        return st.exact, 0.0, "token aggregation: 1 AC per non-zero input"
+    if st.op == "gate" and st.encoding == C.BINARY:
+        if cfg.gates == "ac":
+            return st.exact, 0.0, "spike gate: 1 AC per pair of non-zero operands"
+        return 0.0, 0.0, "spike gate (AND): free"
     if first and cfg.first_layer == "mac_dense":
         return 0.0, st.dense_macs, "first layer: dense MAC every step"
     if st.encoding == C.BINARY:
-        what = "coincidence" if st.op == "matmul" else "spike weight use"
+        what = "coincidence" if st.op in ("matmul", "hadamardsum") else "spike weight use"
         return st.exact, 0.0, f"1 AC per {what}"
     if st.encoding == C.INTEGER:
         rule = cfg.integer_inputs
@@ -138,6 +144,9 @@ def build_report(counter: EnergyCounter, cfg: EnergyConfig, **meta: Any) -> dict
     spikes = sum(s.spikes for s in counter.neurons.values()) / n
     ann_macs = dense_step
     draws = sum(m["draws"] for m in masks.values())
+    additions = [{"name": a.name, "adds": a.adds / n, "dense": a.dense / n, "encoding": a.encoding}
+                 for a in counter.additions.values()]
+    adds = sum(a["adds"] for a in additions)
     totals = {
         "sops": sops,
         "macs": macs,
@@ -151,6 +160,8 @@ def build_report(counter: EnergyCounter, cfg: EnergyConfig, **meta: Any) -> dict
         "memory_energy_mj": (sops + macs + 2 * updates) * cfg.e_sram_pj / PJ_PER_MJ,
         "mask_draws": draws,
         "mask_draw_energy_mj": draws * cfg.e_rng_pj / PJ_PER_MJ,
+        "additions": adds,
+        "addition_energy_mj": adds * cfg.e_ac_pj / PJ_PER_MJ,
         "papers_formula_energy_mj": (paper_mac * cfg.e_mac_pj + paper_sop * cfg.e_ac_pj) / n / PJ_PER_MJ,
         "papers_formula_extra_mask_factor_energy_mj":
             (paper_mac * cfg.e_mac_pj + paper_sop_extra * cfg.e_ac_pj) / n / PJ_PER_MJ,
@@ -166,6 +177,7 @@ def build_report(counter: EnergyCounter, cfg: EnergyConfig, **meta: Any) -> dict
         "layers": rows,
         "masks": list(masks.values()),
         "neurons": neurons,
+        "additions": additions,
     }
 
 
@@ -199,7 +211,8 @@ def combine_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r["totals"][k] for r in reports]
         totals[k] = statistics.fmean(values)
         totals[f"{k}_std"] = statistics.stdev(values)
-    out.update(totals=totals, layers=mean_rows("layers"), masks=mean_rows("masks"), neurons=mean_rows("neurons"))
+    out.update(totals=totals, layers=mean_rows("layers"), masks=mean_rows("masks"), neurons=mean_rows("neurons"),
+               additions=mean_rows("additions"))
     out["samples"] = reports[0]["samples"]
     return out
 

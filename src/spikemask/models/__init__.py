@@ -1,16 +1,28 @@
 """Model families. Importing this package registers every variant."""
 
-from . import spikformer  # noqa: F401  (registers the Spikformer variants)
-from .registry import build_model, count_parameters, create_model, list_models, model_info, register_model
-from .spikformer import Spikformer, SpikformerConfig
+from . import saformer, spikformer, spikingformer  # noqa: F401  (register the variants)
+from .registry import (
+    build_model,
+    count_parameters,
+    create_model,
+    list_families,
+    list_models,
+    model_info,
+    register_model,
+)
+from .transformer import SASAConfig, Spikformer, SpikformerConfig, SpikingTransformer, TransformerConfig
 
 __all__ = [
+    "SASAConfig",
+    "Spikformer",
+    "SpikformerConfig",
+    "SpikingTransformer",
+    "TransformerConfig",
     "build_model",
     "count_parameters",
     "create_model",
+    "list_families",
     "list_models",
     "model_info",
     "register_model",
-    "Spikformer",
-    "SpikformerConfig",
 ]

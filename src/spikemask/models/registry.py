@@ -20,6 +20,7 @@ from ..config import ConfigError, from_dict, merge, to_dict
 __all__ = [
     "register_model",
     "register_family",
+    "list_families",
     "create_model",
     "list_models",
     "build_model",
@@ -34,7 +35,13 @@ _FAMILIES: dict[str, tuple[type, type[nn.Module]]] = {}
 
 
 def register_family(name: str, config_cls: type, model_cls: type[nn.Module]) -> None:
+    """A family: the config class its variants fill in and the model class that builds them (several
+    families may share both: they differ only in their variants' defaults)."""
     _FAMILIES[name] = (config_cls, model_cls)
+
+
+def list_families() -> list[str]:
+    return sorted(_FAMILIES)
 
 
 def register_model(family: str) -> Callable[[Callable[[], dict[str, Any]]], Callable[..., nn.Module]]:
@@ -93,7 +100,7 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     cfg = resolve_config(name, **overrides)
     _, model_cls = _FAMILIES[family]
     model = model_cls(cfg)
-    model.variant = name
+    model.family, model.variant = family, name
     return model
 
 
@@ -103,7 +110,7 @@ def build_model(family: str, config: dict[str, Any], variant: str | None = None)
         raise ConfigError(f"unknown model family {family!r}; known: {', '.join(sorted(_FAMILIES))}")
     config_cls, model_cls = _FAMILIES[family]
     model = model_cls(from_dict(config_cls, config, where="model"))
-    model.variant = variant or family
+    model.family, model.variant = family, variant or family
     return model
 
 

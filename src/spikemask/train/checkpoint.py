@@ -7,6 +7,7 @@ never leaves a half-written file or destroys the previous one) and read with
 
 from __future__ import annotations
 
+import contextlib
 import io
 import pickle
 import pickletools
@@ -23,7 +24,8 @@ from ..config import ConfigError, to_dict
 from ..io import atomic_path
 from ..models import build_model
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "load_weights", "FORMAT", "VERSION"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "load_weights", "read_torch_file",
+           "FORMAT", "VERSION"]
 
 FORMAT = "spikemask-checkpoint"
 VERSION = 1
@@ -50,7 +52,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
     return Path(path)
 
 
-def _pickled_code(path: Path) -> str | None:
+def _pickled_code(path: Path, allowed: frozenset[str] = frozenset()) -> str | None:
     """The first global (a callable or class) the pickle in ``path`` refers to, or None if it holds none.
 
     Reads opcodes only (:mod:`pickletools` never executes anything). A spikemask checkpoint's pickle
@@ -74,43 +76,64 @@ def _pickled_code(path: Path) -> str | None:
                 found = ".".join(strings[-2:])
             else:
                 continue
-            if not found.startswith(("torch.", "collections.OrderedDict")):
+            if not found.startswith(("torch.", "collections.OrderedDict")) and found not in allowed:
                 return found
     except Exception:  # noqa: BLE001 - a pickle too broken to scan is reported as corrupt by the caller
         return None
     return None
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; clear errors for missing or corrupt files."""
+def read_torch_file(
+    path: str | Path,
+    *,
+    map_location: str | torch.device = "cpu",
+    what: str = "checkpoint",
+    error: type[ValueError] = CheckpointError,
+    allow: tuple[Any, ...] = (),
+    allow_names: frozenset[str] = frozenset(),
+    holds: str = "a spikemask checkpoint never does",
+) -> Any:
+    """``torch.load(path, weights_only=True)`` with one clear line for every way it can fail.
+
+    ``allow``: classes the file may also hold (``torch.serialization.safe_globals``; ``allow_names`` are
+    their pickled names). Anything else the pickle refers to is code, refused without being run; ``holds``
+    ends that message. Raises ``error`` naming ``what`` and the file.
+    """
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"checkpoint {str(path)!r} is a directory; pass the .pt file inside it, e.g. last.pt")
+        raise error(f"{what} {str(path)!r} is a directory; pass the file inside it (e.g. last.pt)")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+        raise error(f"{what} {str(path)!r} does not exist")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols on the way to its own error
             warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(path, map_location=map_location, weights_only=True)
+            allowed = torch.serialization.safe_globals(list(allow)) if allow else contextlib.nullcontext()
+            with allowed:
+                return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         unsafe = re.search(r"GLOBAL (\S+)", str(exc))
-        code = unsafe.group(1) if unsafe else _pickled_code(path)
-        if code:  # a well-formed pickle of arbitrary objects: loading it would run code from the file
-            raise CheckpointError(
+        code = unsafe.group(1) if unsafe else _pickled_code(path, allow_names)
+        if code and code not in allow_names:  # a pickle of arbitrary objects: loading it would run code
+            raise error(
                 f"refused to load {str(path)!r}: it holds code (a reference to {code}) besides tensors and plain "
-                f"values, which a spikemask checkpoint never does; unpickling it could run that code"
+                f"values, which {holds}; unpickling it could run that code"
             ) from None
         # torch's message suggests weights_only=False; keep only the reason
         reason = str(exc).partition("WeightsUnpickler error:")[2].strip().split("\n")[0] or "unreadable pickle"
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a PyTorch file ({reason})") from None
+        raise error(f"{what} {str(path)!r} is corrupt or not a PyTorch file ({reason})") from None
     # garbage bytes make the unpickler fail in many ways (a KeyError or IndexError as often as anything else)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, LookupError) as exc:
         reason = " ".join(str(exc).split())[:200]
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} is corrupt or not a PyTorch file ({type(exc).__name__}: {reason})"
-        ) from None
+        raise error(f"{what} {str(path)!r} is corrupt or not a PyTorch file ({type(exc).__name__}: {reason})") \
+            from None
     except OSError as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+        raise error(f"{what} {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; clear errors for missing or corrupt files."""
+    state = read_torch_file(path, map_location=map_location)
+    path = Path(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is a PyTorch file but not a spikemask checkpoint (no format tag)")
     if state.get("version", 0) > VERSION:
