@@ -5,7 +5,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.spikemask-installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup browser run test lint bench clean
+
+# The HTML report's test renders it in a real headless Chromium (the Debian package); installed once.
+APT := $(if $(filter 0,$(shell id -u)),,sudo )apt-get
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +20,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(APT) update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq --no-install-recommends chromium >/dev/null; }
+
 run: setup
 	$(VENV)/bin/spikemask demo
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
 
 lint: setup

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_attention
+import bench_conversion
 import bench_energy
 import bench_frames
 import bench_model
@@ -31,6 +32,7 @@ BENCHMARKS = {
     "energy": bench_energy,
     "frames": bench_frames,
     "readers": bench_readers,
+    "conversion": bench_conversion,
 }
 HERE = Path(__file__).resolve().parent
 
@@ -56,7 +58,7 @@ def render(results: dict[str, dict[str, Any]], info: dict[str, Any], quick: bool
     titles = {"neurons": "Neurons (multi-step LIF / IF)", "model": "Spikformer training step and inference",
               "attention": bench_attention.SECTION,
               "energy": "Energy counting overhead and SynOp cross-check", "frames": "Event framing and ATIS reading",
-              "readers": "AEDAT readers (CIFAR10-DVS, DVS128 Gesture)"}
+              "readers": "AEDAT readers (CIFAR10-DVS, DVS128 Gesture)", "conversion": bench_conversion.SECTION}
     for name, res in results.items():
         lines += ["", f"## {titles[name]}", "",
                   f"torch threads {res['threads']}, {res['repeat']} timed rounds, {seconds[name]:.0f} s wall.", "",

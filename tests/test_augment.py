@@ -12,7 +12,8 @@ import torch
 from spikemask.data import augment as A
 from spikemask.data import randaugment as RA
 
-POLICIES = sorted(A.AUGMENTATIONS)
+RESIZING = ["mst_cifar", "mst_cifar_eval"]  # change the image size: tested in test_data_mst.py
+POLICIES = sorted(set(A.AUGMENTATIONS) - set(RESIZING))
 EVENT_POLICIES = ["flip", "spikformer_event", "nda"]
 IMAGE_POLICIES = ["cifar", "spikformer_cifar", "imagenet"]
 

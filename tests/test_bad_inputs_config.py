@@ -33,14 +33,30 @@ def _leaves(cls: type, prefix: str = "") -> list[tuple[str, Any, dataclasses.Fie
     return out
 
 
-def _model_leaves() -> list[tuple[str, Any, dataclasses.Field]]:
+def _family_variant(family: str) -> str:
+    """A registered variant of ``family`` to build (its test-sized one when there is one)."""
+    import spikemask as sm
+
+    names = [n for n in sm.list_models() if sm.model_info(n)["family"] == family]
+    return next((n for n in names if n.startswith("test_")), names[0])
+
+
+def _model_leaves() -> list[tuple[str, Any, dataclasses.Field, str]]:
     from spikemask.models.registry import _FAMILIES
 
-    return [leaf for config_cls, _ in _FAMILIES.values() for leaf in _leaves(config_cls, "model.")]
+    seen, out = set(), []
+    for family, (config_cls, _) in sorted(_FAMILIES.items()):
+        if config_cls in seen:  # families sharing a config class share its keys
+            continue
+        seen.add(config_cls)
+        variant = _family_variant(family)
+        out += [(*leaf, variant) for leaf in _leaves(config_cls, "model.")]
+    return out
 
 
-# run keys, then every model family's keys (the model section is a free mapping in RunConfig)
-LEAVES = [leaf for leaf in _leaves(RunConfig) if leaf[0] != "model"] + _model_leaves()
+# run keys, then every model family's keys (the model section is a free mapping in RunConfig): (key, type,
+# field, the model the config names)
+LEAVES = [(*leaf, "test_spikformer") for leaf in _leaves(RunConfig) if leaf[0] != "model"] + _model_leaves()
 
 
 def expected_name(key: str) -> str:
@@ -85,38 +101,45 @@ def out_of_range(bounds: Bounds, tp: Any) -> str:
 
 
 CASES = []
-for key, tp, f in LEAVES:
-    CASES.append((key, wrong_type(tp), "wrong type"))
+for key, tp, f, model in LEAVES:
+    CASES.append((key, wrong_type(tp), "wrong type", model))
     if _is_number(tp):
         n = len(get_args(_base(tp))) if get_origin(_base(tp)) is tuple else 0
         for bad in (".nan", ".inf", "-.inf"):
-            CASES.append((key, f"[{', '.join([bad] * n)}]" if n else bad, "non-finite"))
+            CASES.append((key, f"[{', '.join([bad] * n)}]" if n else bad, "non-finite", model))
     if "bounds" in f.metadata:
-        CASES.append((key, out_of_range(f.metadata["bounds"], tp), "out of range"))
+        CASES.append((key, out_of_range(f.metadata["bounds"], tp), "out of range", model))
 
 
 def test_every_numeric_key_has_a_range_or_is_unbounded_by_design():
     """A new numeric key must state its valid range (``bounded``) or be listed here with the reason."""
-    missing = [k for k, tp, f in LEAVES if _is_number(tp) and "bounds" not in f.metadata]
+    missing = [k for k, tp, f, _ in LEAVES if _is_number(tp) and "bounds" not in f.metadata]
     assert missing == []
 
 
 def test_the_matrix_covers_every_section():
-    sections = {key.split(".")[0] for key, _, _ in CASES}
+    sections = {key.split(".")[0] for key, _, _, _ in CASES}
     assert {"data", "optim", "schedule", "train", "seed", "device", "name", "energy", "model"} <= sections
-    assert {"model.T", "model.neuron.tau", "model.mask.ratio", "model.mask.seed"} <= {k for k, _, _ in CASES}
+    keys = {k for k, _, _, _ in CASES}
+    assert {"model.T", "model.neuron.tau", "model.mask.ratio", "model.mask.seed", "model.act.levels",
+            "model.depths"} <= keys
     assert len(CASES) > 150
+
+
+def write_config(tmp_path, model: str = "test_spikformer"):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"name: bad\nout_dir: {tmp_path / 'runs'}\ndevice: cpu\nmodel: {{name: {model}}}\n")
+    return path
 
 
 @pytest.fixture
 def config_file(tmp_path):
-    path = tmp_path / "run.yaml"
-    path.write_text(f"name: bad\nout_dir: {tmp_path / 'runs'}\ndevice: cpu\nmodel: {{name: test_spikformer}}\n")
-    return path
+    return write_config(tmp_path)
 
 
-@pytest.mark.parametrize("key,value,kind", CASES, ids=[f"{k}={v}({kind})" for k, v, kind in CASES])
-def test_bad_value_is_one_line_naming_the_key(key, value, kind, config_file, tmp_path, capsys):
+@pytest.mark.parametrize("key,value,kind,model", CASES, ids=[f"{k}={v}({kind},{m})" for k, v, kind, m in CASES])
+def test_bad_value_is_one_line_naming_the_key(key, value, kind, model, tmp_path, capsys):
+    config_file = write_config(tmp_path, model)
     capsys.readouterr()
     code = main(["train", "--config", str(config_file), "--set", f"{key}={value}"])
     out, err = capsys.readouterr()

@@ -268,8 +268,11 @@ def test_mask_ratio_outside_unit_interval_is_refused_in_configs(tmp_path, capsys
     code, _, err = run(capsys, "train", "--config", tiny_yaml(tmp_path), "--set", "model.mask.ratio=1.0")
     assert code == 2 and "mask.ratio" in err and "[0, 1)" in err
     assert not (tmp_path / "runs" / "cli").exists()  # refused before anything was written
-    code, _, err = run(capsys, "demo", "--out", tmp_path / "study", "--set", "ratios=[0.5, 1.2]")
-    assert code == 2 and "study.ratios" in err and "[0, 1)" in err
+    code, _, err = run(capsys, "demo", "--out", tmp_path / "study", "--set", "eval_ratios=[0.5, 1.2]")
+    assert code == 2 and "sweep.eval_ratios" in err and "[0, 1)" in err
+    code, _, err = run(capsys, "demo", "--out", tmp_path / "study", "--set", "grid={model.mask.ratio: [0, 1.0]}")
+    assert code == 2 and "mask.ratio" in err and "[0, 1)" in err
+    assert not (tmp_path / "study").exists()
 
 
 def test_unknown_set_key_lists_valid_keys(tmp_path, capsys):

@@ -66,7 +66,8 @@ def test_unknown_key_nested_has_dotted_path():
 
 def test_unknown_key_deeply_nested_real_config():
     with pytest.raises(ConfigError,
-                       match=r"'mask\.ratoi'.*Did you mean 'ratio'.*Valid keys under 'mask': draw, mode, ratio"):
+                       match=r"'mask\.ratoi'.*Did you mean 'ratio'.*Valid keys under 'mask': "
+                             r"block_ratios, blocks, draw, mode, ratio"):
         from_dict(SpikformerConfig, {"mask": {"ratoi": 0.5}})
     with pytest.raises(ConfigError, match=r"'data\.batchsize'.*Did you mean 'batch_size'"):
         from_dict(RunConfig, {"data": {"batchsize": 4}})

@@ -92,7 +92,8 @@ def test_module_modes_and_repr():
 def test_spikformer_masks_every_named_site_and_nothing_else():
     model = sm.create_model("test_spikformer", mask={"ratio": 0.5, "sites": ["attn.q", "attn.scores"]})
     ratios = {m.site: m.ratio for m in model.modules() if isinstance(m, SpikeMask)}
-    assert ratios == {"attn.q": 0.5, "attn.k": 0.0, "attn.scores": 0.5, "mlp.hidden": 0.0, "mlp.hidden_pre": 0.0}
+    assert ratios == {"attn.q": 0.5, "attn.k": 0.0, "attn.scores": 0.5, "mlp.hidden": 0.0, "mlp.hidden_pre": 0.0,
+                      "sps.conv1": 0.0, "sps.conv2": 0.0, "sps.conv3": 0.0, "sps.conv4": 0.0}
     assert "ratio=0.5" in repr(model) and "τ=0.5 on attn.q, attn.scores" in repr(model)
 
 

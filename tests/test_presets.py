@@ -11,7 +11,7 @@ from spikemask.study import load_study_config
 from spikemask.train import list_presets, load_run_config
 from spikemask.train.loop import build_model_for
 
-STUDIES = {"demo_ndigits", "compare_ndigits"}
+STUDIES = {"demo_ndigits", "compare_ndigits", "mst_digits"}
 RUNS = [p for p in list_presets() if p not in STUDIES]
 
 
@@ -46,7 +46,11 @@ def test_masked_presets_mask_in_training_and_inference():
 
 def test_the_demo_study_preset():
     study = load_study_config("demo_ndigits")
-    assert study.ratios == (0.0, 0.2, 0.5, 0.7) and len(study.time_steps) == 2
+    assert study.kind == "sweep" and study.grid == {"model.T": [4, 8], "model.mask.ratio": [0.0, 0.2, 0.5, 0.7]}
+    assert study.eval_ratios == (0.2, 0.5, 0.7) and study.blocks_eval and study.probes
+    from spikemask.results.sweep import Sweep
+
+    assert len(Sweep(study).runs) == 8  # every cell a valid, distinct run
 
 
 def test_the_comparison_study_preset():
@@ -58,3 +62,12 @@ def test_the_comparison_study_preset():
             c = sm.create_model(name).config
         sizes.add((c.embed_dim, c.depth, c.num_heads, c.img_size, c.grid))
     assert len(sizes) == 1 and study.time_steps == (8,) and study.ratios == (0.0, 0.5)
+
+
+def test_the_mst_presets():
+    for name in ("mst_cifar10", "mst_cifar100", "mst_imagenet", "mst_cifar10dvs", "resnet18_qcfs_cifar10",
+                 "vgg16_qcfs_cifar10", "mst_ndigits"):
+        assert name in RUNS
+    study = load_study_config("mst_digits")
+    assert study.kind == "conversion" and study.models == ("swin_small_digits", "resnet_small_digits")
+    assert load_run_config("mst_cifar100").model["num_classes"] == 100

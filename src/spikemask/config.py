@@ -154,7 +154,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         key_tp, val_tp = get_args(tp) or (Any, Any)
-        return {_coerce(k, key_tp, where): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+
+        def key(k: Any) -> Any:  # JSON and checkpoints store mapping keys as strings: "0" -> 0 for int keys
+            if key_tp is int and isinstance(k, str) and k.lstrip("-").isdigit():
+                return int(k)
+            return _coerce(k, key_tp, where)
+
+        return {key(k): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value

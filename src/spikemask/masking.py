@@ -13,6 +13,7 @@ model config and therefore travels inside every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -44,6 +45,10 @@ class MaskConfig:
         None: the model's default sites (``model.default_mask_sites``: for Spikformer's SSA attn.q,
         attn.k, attn.scores and mlp.hidden, the Masked Spikformer's); a model stores them resolved.
     site_ratios: per-site τ overriding ``ratio`` (a site named here is masked even if not in ``sites``).
+    blocks: the blocks (their indices in the model's order, ``model.mask_blocks()``) whose masks are on;
+        None: every block. MST's Fig. 6 masks the first k blocks: ``blocks: [0, 1, ..., k-1]``.
+    block_ratios: per-block τ for the sites in ``sites`` (``{block index: τ}``), overriding ``ratio``;
+        ``site_ratios`` still win.
     mode: ``"always"`` masks in training and inference (the papers' RSM); ``"train"`` only in training.
     share_over_time: one mask per sample shared by all T steps instead of a new mask every step.
     seed: seed of the masks' own random generators; None draws from torch's global generator
@@ -59,6 +64,8 @@ class MaskConfig:
     ratio: float = bounded(0.0, ge=0, lt=1)  # τ = 1 would drop every spike: nothing could be learned
     sites: tuple[str, ...] | None = None
     site_ratios: dict[str, float] = field(default_factory=dict)
+    blocks: tuple[int, ...] | None = bounded(None, ge=0)
+    block_ratios: dict[int, float] = field(default_factory=dict)
     mode: Literal["always", "train"] = "always"
     share_over_time: bool = False
     seed: int | None = bounded(None, ge=0, lt=2**32)
@@ -69,23 +76,34 @@ class MaskConfig:
         self.ratio = check_ratio(self.ratio, "mask.ratio")
         self.sites = tuple(self.sites) if self.sites is not None else None
         self.site_ratios = {s: check_ratio(r, f"mask.site_ratios[{s!r}]") for s, r in self.site_ratios.items()}
+        self.block_ratios = {int(b): check_ratio(r, f"mask.block_ratios[{b}]") for b, r in self.block_ratios.items()}
+        self.blocks = tuple(int(b) for b in self.blocks) if self.blocks is not None else None
+        bad = [b for b in (*(self.blocks or ()), *self.block_ratios) if b < 0]
+        if bad:
+            raise ValueError(f"mask.blocks / mask.block_ratios: block indices are >= 0, got {bad[0]}")
         if self.mode not in ("always", "train"):
             raise ValueError(f"mask.mode must be 'always' or 'train', got {self.mode!r}")
         if self.draw not in DRAW_MODES:
             raise ValueError(f"mask.draw must be 'all' or 'arriving', got {self.draw!r}")
 
-    def ratio_for(self, site: str) -> float:
+    def ratio_for(self, site: str, block: int | None = None) -> float:
+        """τ at ``site`` in block ``block`` (None: a site outside any block, or the block is not known)."""
+        if block is not None and self.blocks is not None and block not in self.blocks:
+            return 0.0
         if site in self.site_ratios:
             return self.site_ratios[site]
-        return self.ratio if site in (self.sites or ()) else 0.0
+        if site not in (self.sites or ()):
+            return 0.0
+        return self.block_ratios.get(block, self.ratio) if block is not None else self.ratio
 
     def named_sites(self) -> set[str]:
         return set(self.sites or ()) | set(self.site_ratios)
 
     @property
     def active(self) -> bool:
-        defaults = self.sites is None and self.ratio > 0  # masks the model's default sites once applied
-        return defaults or any(self.ratio_for(s) > 0 for s in self.named_sites())
+        defaults = self.sites is None and (self.ratio > 0 or any(r > 0 for r in self.block_ratios.values()))
+        by_block = any(r > 0 for r in self.block_ratios.values()) and bool(self.sites)
+        return defaults or by_block or any(self.ratio_for(s) > 0 for s in self.named_sites())
 
     def describe(self) -> str:
         """Short human description, e.g. ``τ=0.5 on attn.q, attn.k (always, per step)``."""
@@ -98,6 +116,10 @@ class MaskConfig:
         for s, r in ratios.items():
             groups.setdefault(r, []).append(s)
         parts = [f"τ={r:g} on {', '.join(ss)}" for r, ss in groups.items()]
+        if self.block_ratios:
+            parts.append("per block " + ", ".join(f"{b}: τ={r:g}" for b, r in sorted(self.block_ratios.items())))
+        if self.blocks is not None:
+            parts.append(f"blocks {', '.join(map(str, self.blocks))} only")
         timing = "shared over T" if self.share_over_time else "per step"
         draw = ", drawn where spikes arrive" if self.draw == "arriving" else ""
         return f"{'; '.join(parts)} ({self.mode}, {timing}{draw})"
@@ -153,12 +175,15 @@ class SpikeMask(nn.Module):
         self.mode = "always"
         self.share_over_time = False
         self.draw = "all"
+        self.block: int | None = None
         self._seed: int | None = None
         self._generators: dict[torch.device, torch.Generator] = {}
 
-    def configure(self, cfg: MaskConfig, index: int = 0) -> None:
-        """Take this site's settings from ``cfg``; ``index`` decorrelates the generators of sites."""
-        self.ratio = cfg.ratio_for(self.site)
+    def configure(self, cfg: MaskConfig, index: int = 0, block: int | None = None) -> None:
+        """Take this site's settings from ``cfg`` (``block``: the index of the block this mask sits in);
+        ``index`` decorrelates the generators of sites."""
+        self.block = block
+        self.ratio = cfg.ratio_for(self.site, block)
         self.mode = cfg.mode
         self.share_over_time = cfg.share_over_time
         self.draw = cfg.draw
@@ -217,9 +242,24 @@ class MaskableMixin:
                 f"unknown mask site {unknown[0]!r} for {type(self).__name__}."
                 f"{close_matches_hint(unknown[0], self.mask_sites)} Valid sites: {', '.join(self.mask_sites)}"
             )
+        blocks = self.mask_blocks()
+        out_of_range = [b for b in (*(cfg.blocks or ()), *cfg.block_ratios) if b >= len(blocks)]
+        if out_of_range:
+            raise ValueError(f"mask block {out_of_range[0]} does not exist: {type(self).__name__} has "
+                             f"{len(blocks)} blocks (0..{len(blocks) - 1})")
         self.config.mask = cfg  # the config travels with every checkpoint
-        for index, module in enumerate(m for m in self.modules() if isinstance(m, SpikeMask)):
-            module.configure(cfg, index)
+        masks = [(name, module, next((i for i, p in enumerate(blocks) if name.startswith(p + ".")), None))
+                 for name, module in self.named_modules() if isinstance(module, SpikeMask)]
+        # generator indices go to the masks in blocks first: masks outside them (a tokenizer's, added later)
+        # leave the seeded streams of the block masks as they were
+        masks.sort(key=lambda item: item[2] is None)
+        for index, (_, module, block) in enumerate(masks):
+            module.configure(cfg, index, block)
+
+    def mask_blocks(self) -> list[str]:
+        """The model's blocks, in order (the index of each is its block number for ``mask.blocks``):
+        by default every module named ``...blocks.<i>``; models with other block names override this."""
+        return [n for n, _ in self.named_modules() if re.search(r"(^|\.)blocks\.\d+$", n)]
 
     def reseed_masks(self, seed: int | None) -> None:
         """Give every mask a fresh deterministic generator (mask seeds for mean ± std evaluations)."""
@@ -232,6 +272,8 @@ def apply_rsm(
     sites: str | list[str] | tuple[str, ...] | None = None,
     *,
     site_ratios: dict[str, float] | None = None,
+    blocks: list[int] | tuple[int, ...] | None = None,
+    block_ratios: dict[int, float] | None = None,
     mode: str | None = None,
     share_over_time: bool | None = None,
     seed: int | None = None,
@@ -242,13 +284,56 @@ def apply_rsm(
     Arguments left as None keep the model's current mask settings. Example::
 
         sm.apply_rsm(model, ratio=0.5, sites=["attn.q", "attn.k"])
+
+    Any other ``nn.Module`` (a model you bring) is masked at the output of the modules ``sites`` names:
+    module paths or shell patterns (``"layer*.*.act2"``), each matched module's output spikes masked by a
+    :class:`SpikeMask` whose site is the module's path (so ``site_ratios`` can single one out).
     """
-    if not isinstance(model, MaskableMixin):
-        raise TypeError(f"{type(model).__name__} has no Random Spike Masking sites")
     if isinstance(sites, str):  # one site given as a string, not a list of its characters
         sites = [sites]
+    if not isinstance(model, MaskableMixin):
+        return _mask_outputs(model, ratio, sites, site_ratios=site_ratios, mode=mode, seed=seed, draw=draw)
     changes = dict(ratio=ratio, sites=None if sites is None else tuple(sites), site_ratios=site_ratios,
+                   blocks=None if blocks is None else tuple(blocks), block_ratios=block_ratios,
                    mode=mode, share_over_time=share_over_time, seed=seed, draw=draw)
     cfg = dataclasses.replace(model.config.mask, **{k: v for k, v in changes.items() if v is not None})
     model.set_mask(cfg)
+    return model
+
+
+_ATTACHED = "_spikemask_masks"  # a model you bring: its masks, and the hooks that apply them
+
+
+def _mask_outputs(model: nn.Module, ratio, sites, *, site_ratios, mode, seed, draw) -> nn.Module:
+    """RSM on the outputs of named modules of an arbitrary model (forward hooks; no module is replaced)."""
+    import fnmatch
+
+    state = getattr(model, _ATTACHED, None)
+    previous = state["config"] if state else None
+    if sites is None:
+        if previous is None:
+            raise TypeError(f"{type(model).__name__} names no Random Spike Masking sites: give sites=[module paths "
+                            "or patterns] whose outputs are spikes, e.g. sites=['layer1.*.act']")
+        sites = list(previous.sites)
+    names = [n for n, _ in model.named_modules() if n and not n.startswith("spikemask_masks")]
+    matched = list(dict.fromkeys(n for pattern in sites for n in names if fnmatch.fnmatchcase(n, pattern)))
+    unmatched = [p for p in sites if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    if unmatched:
+        hint = close_matches_hint(unmatched[0], names)
+        raise ValueError(f"no module of {type(model).__name__} matches {unmatched[0]!r}.{hint} "
+                         f"Modules: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}")
+    base = previous or MaskConfig()
+    changes = dict(ratio=ratio, site_ratios=site_ratios, mode=mode, seed=seed, draw=draw)
+    cfg = dataclasses.replace(base, sites=tuple(matched), **{k: v for k, v in changes.items() if v is not None})
+    if state:  # re-applying: drop the old hooks first
+        for handle in state["handles"]:
+            handle.remove()
+    masks, handles = {}, []
+    for index, name in enumerate(matched):
+        mask = SpikeMask(name)
+        mask.configure(cfg, index)
+        masks[name] = mask
+        handles.append(model.get_submodule(name).register_forward_hook(lambda _m, _a, out, mask=mask: mask(out)))
+    object.__setattr__(model, _ATTACHED, {"config": cfg, "masks": masks, "handles": handles})
+    model._modules["spikemask_masks"] = nn.ModuleList(masks.values())  # seen by named_modules(): the counter
     return model

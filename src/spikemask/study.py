@@ -21,7 +21,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import yaml
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 class StudyConfig:
     """A sweep over masking ratios τ and time steps T.
 
+    kind: ``masking`` (this study); ``spikemask demo`` runs a ``conversion`` study (MST) with
+        :mod:`spikemask.conversion.study` instead.
     name: directory under ``out_dir`` holding the study and one run directory per cell.
     base: the run every cell starts from; each cell overrides ``model.T`` and ``model.mask.ratio``.
     models: registered models to compare (each cell also overrides ``model.name``; run directories are
@@ -62,6 +64,7 @@ class StudyConfig:
     inference_only: also evaluate every unmasked model with RSM on at inference only.
     """
 
+    kind: Literal["masking"] = "masking"
     name: str = "demo"
     out_dir: str = "runs"
     base: RunConfig = field(default_factory=RunConfig)
@@ -95,8 +98,18 @@ class StudyConfig:
         return Path(self.out_dir) / self.name
 
 
-def load_study_config(source: str | Path | dict[str, Any], overrides: list[str] = ()) -> StudyConfig:
+def load_study_config(source: str | Path | dict[str, Any], overrides: list[str] = ()):
+    """A :class:`StudyConfig`, a :class:`~spikemask.conversion.study.ConversionStudyConfig` when the file says
+    ``kind: conversion``, or a :class:`~spikemask.results.sweep.SweepConfig` for ``kind: sweep``."""
     data = load_yaml(preset_path(source)) if isinstance(source, (str, Path)) else dict(source)
+    if data.get("kind") == "sweep":
+        from .results.sweep import SweepConfig
+
+        return from_dict(SweepConfig, apply_overrides(data, list(overrides)), where="sweep")
+    if data.get("kind") == "conversion":
+        from .conversion.study import load_conversion_study
+
+        return load_conversion_study(data, list(overrides))
     return from_dict(StudyConfig, apply_overrides(data, list(overrides)))
 
 

@@ -10,7 +10,9 @@ import torch
 
 from .main import emit_json
 from .progress import tqdm_progress
-from .render import render_energy, render_study
+from .render import render_conversion, render_conversion_study, render_energy, render_study
+from .search_cmd import cmd_search  # noqa: F401 - dispatched by name from main
+from .sweep_cmd import cmd_sweep  # noqa: F401
 from .tables import format_table
 
 log = logging.getLogger("spikemask")
@@ -58,44 +60,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_config(state: dict[str, Any] | None, name: str | None, root: str | None):
-    """The data a checkpoint's run was evaluated on (size, options, normalisation), unless another set
-    is named; ``root`` replaces the stored folder."""
-    import dataclasses
-
-    from ..config import from_dict
-    from ..train.config import DataConfig
-
-    stored = ((state or {}).get("run_config") or {}).get("data") or {}
-    if name is not None and name != stored.get("name"):
-        stored = {"name": name}  # another data set: its own defaults
-    cfg = from_dict(DataConfig, stored or {"name": "ndigits"}, where="data")
-    return dataclasses.replace(cfg, root=root) if root else cfg
-
-
-def _test_loader(data_cfg, T: int, batch_size: int, samples: int | None = None):
-    from torch.utils.data import DataLoader, Subset
-
-    from ..data import get_dataset
-
-    ds = get_dataset(data_cfg.name, split="test", T=T, **data_cfg.dataset_options())
-    if samples is not None:
-        ds = Subset(ds, range(min(samples, len(ds))))
-    return DataLoader(ds, batch_size=batch_size, shuffle=False)
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..train import evaluate, load_model
     from ..train.augment import batch_transform
+    from ..train.data import checkpoint_data_config, test_loader
 
     model, state = load_model(args.checkpoint)
-    data_cfg = _data_config(state, args.data, args.root)
+    data_cfg = checkpoint_data_config(state, args.data, args.root)
     data = data_cfg.name
     if args.mask_ratio is not None:
         before = model.config.mask.describe()
         _override_ratio(model, args.mask_ratio)
         log.info("mask overridden: %s -> %s", before, model.config.mask.describe())
-    loader = _test_loader(data_cfg, model.config.T, args.batch_size)
+    loader = test_loader(data_cfg, model.config.T, args.batch_size)
     res = evaluate(model, loader, torch.device("cpu"), mask_seeds=list(range(args.seeds)), progress=tqdm_progress,
                    transform=batch_transform(data_cfg.eval_transform))
     res.update(checkpoint=args.checkpoint, model=model.variant, mask=model.config.mask.describe(), data=data)
@@ -134,6 +111,7 @@ def cmd_energy(args: argparse.Namespace) -> int:
     from ..models import create_model
     from ..train import load_model
     from ..train.augment import batch_transform
+    from ..train.data import checkpoint_data_config, test_loader
     from ..train.evaluate import TimeFirstBatches
 
     energy_cfg = from_dict(EnergyConfig, apply_overrides({}, [o.removeprefix("energy.") for o in args.overrides]),
@@ -145,7 +123,7 @@ def cmd_energy(args: argparse.Namespace) -> int:
             model.config.T = args.T
     elif not args.model:
         raise ValueError("give --model NAME or --checkpoint FILE (`spikemask models` lists the names)")
-    data_cfg = _data_config(state, args.data, args.root)  # a checkpoint's own data unless --data is given
+    data_cfg = checkpoint_data_config(state, args.data, args.root)  # its own data unless --data is given
     data = data_cfg.name
     if not args.checkpoint:
         num_classes = None if args.dense else dataset_info(data).num_classes
@@ -173,7 +151,7 @@ def cmd_energy(args: argparse.Namespace) -> int:
                 f"{model.variant} takes {mc.in_channels}x{mc.img_size}x{mc.img_size} inputs but {data} gives "
                 f"{info.in_channels}x{h}x{w}: measure it on matching data "
                 f"(--data NAME --root DIR) or use --dense for the data-free count")
-        loader = _test_loader(data_cfg, T, 32, args.samples)
+        loader = test_loader(data_cfg, T, 32, args.samples)
         batches = TimeFirstBatches(loader, batch_transform(data_cfg.eval_transform))
         seeds = range(args.seeds)
         report = measure_energy(model, batches, config=energy_cfg, mask_seeds=seeds)
@@ -256,17 +234,43 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from ..conversion.pipeline import run_conversion
+
+    res = run_conversion(args.checkpoint, T=args.T, mask_ratio=args.mask_ratio, seeds=args.seeds, data=args.data,
+                         root=args.root, batch_size=args.batch_size, samples=args.samples,
+                         energy_samples=args.energy_samples, out_dir=args.out, progress=tqdm_progress)
+    if args.json:
+        emit_json(res)
+        return 0
+    print(render_conversion(res))
+    return 0
+
+
 def cmd_import_weights(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..models.convert import load_authors_weights
+    from ..models.mst_weights import data_config, is_mst_checkpoint, load_mst_weights
     from ..train import save_checkpoint
 
     if Path(args.out).exists() and not args.overwrite:
         raise ValueError(f"{args.out} exists; choose another --out or add --overwrite")
-    model, report = load_authors_weights(args.source, variant=args.variant, num_classes=args.num_classes,
-                                         num_heads=args.num_heads, ema=args.ema)
-    out = save_checkpoint(args.out, model, imported_from=str(args.source), import_report=report)
+    if is_mst_checkpoint(args.source):
+        if args.ema or args.num_heads:
+            raise ValueError(f"{args.source} is an MST checkpoint: --ema and --num-heads do not apply (the heads "
+                             f"come from its relative position bias tables)")
+        model, report = load_mst_weights(args.source, variant=args.variant, num_classes=args.num_classes,
+                                         mask_ratio=args.mask_ratio, levels=args.levels)
+    else:
+        if args.mask_ratio is not None:
+            raise ValueError("--mask-ratio applies to MST checkpoints only; for Spikformer weights set the ratio "
+                             "when evaluating (spikemask eval CKPT --mask-ratio R)")
+        model, report = load_authors_weights(args.source, variant=args.variant, num_classes=args.num_classes,
+                                             num_heads=args.num_heads, ema=args.ema)
+    data = data_config(report) if report["layout"].startswith("mst/") else None
+    out = save_checkpoint(args.out, model, imported_from=str(args.source), import_report=report,
+                          **({"run_config": {"data": data}} if data else {}))
     if args.json:
         emit_json(dict(report, checkpoint=str(out)))
         return 0
@@ -276,6 +280,11 @@ def cmd_import_weights(args: argparse.Namespace) -> int:
         print(f"  {field}: {old} -> {new}")
     for field, why in report["assumed"].items():
         print(f"  {field}: {why}")
+    for warning in report.get("warnings", []):
+        print(f"  warning: {warning}")
+    if report.get("levels"):
+        print(f"  QCFS levels {report['levels']['value']}; masking ratio {report['mask']['ratio']:g} "
+              f"({report['mask']['source']}); convert with: spikemask convert {out} --T 64")
     print(f"checkpoint (config inside): {out}")
     return 0
 
@@ -285,6 +294,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides) + ([f"out_dir={args.out}"] if args.out else [])
     study = load_study_config(args.config, overrides)
+    if study.kind == "sweep":
+        return _demo_sweep(study)
+    if study.kind == "conversion":
+        from ..conversion.study import run_conversion_study
+
+        log.info("MST on the bundled data: %s -> %s", ", ".join(study.models), study.study_dir)
+        print(render_conversion_study(run_conversion_study(study, progress=tqdm_progress)))
+        out = study.study_dir
+        print(f"\nresults: {out / 'results.json'}; plots: {out / 'accuracy_vs_T.png'}, {out / 'accuracy_vs_ratio.png'}")
+        return 0
     log.info("study on %s: %s, T in %s, τ in %s -> %s", study.base.data.name, ", ".join(study.model_names),
              list(study.time_steps), list(study.ratios), study.study_dir)
     result = run_study(study, overwrite=args.overwrite, progress=tqdm_progress)
@@ -293,3 +312,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nresults: {out / 'results.csv'}, {out / 'results.json'}, energy per layer: {out / 'energy_reports.json'}")
     print(f"plot: {out / 'accuracy_vs_energy.png'}; resolved configs: {out}/*/config.yaml")
     return 0
+
+
+def _demo_sweep(cfg) -> int:
+    """A sweep preset: run it (finished runs are reused), build its report, print the papers' table."""
+    from ..results.report import build_report, energy_unit, summary_table
+    from ..results.sweep import run_sweep
+
+    log.info("sweep %s on %s: %s -> %s", cfg.name, cfg.base.get("data", {}).get("name"),
+             ", ".join(f"{k} in {v}" for k, v in cfg.grid.items()), cfg.sweep_dir)
+    summary = run_sweep(cfg, progress=tqdm_progress)
+    report = build_report(cfg.db_path, cfg.sweep_dir / "report")
+    scale, unit = energy_unit(max((r["energy_mj"] or 0.0) for r in report["rows"]))
+    table = summary_table(report["rows"], scale, unit)
+    print(format_table(table["headers"], [[text for text, _ in row] for row in table["rows"]]))
+    for failed, why in summary["failed"].items():
+        print(f"failed run {failed}: {why}")
+    print(f"\nreport: {report['html']} (one page: every table and figure), {report['markdown']}")
+    print(f"results database: {cfg.db_path} (spikemask results show|query|export {cfg.sweep_dir})")
+    return 2 if summary["failed"] else 0

@@ -1,13 +1,15 @@
 """``spikemask`` command line: each subcommand parses, loads a config, calls the library, renders.
 
-Subcommands: models, train, eval, energy, data, demo, import-weights. ``main(argv) -> int`` returns the exit status:
-0 ok, 2 bad input or an operating-system error (one line: what is wrong and how to fix it), 1 a bug in
-spikemask, 130 interrupted. ``--debug`` shows the traceback instead of the one line.
+Subcommands: models, train, eval, energy, data, demo, convert, import-weights, sweep, results, report,
+search. ``main(argv) -> int``
+returns the exit status: 0 ok, 2 bad input or an operating-system error (one line: what is wrong and how
+to fix it), 1 a bug in spikemask, 130 interrupted. ``--debug`` shows the traceback instead of the one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -17,6 +19,9 @@ from typing import Any, Sequence
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("spikemask")
+
+_TORCH_FREE = {"report": "report_cmd", "results": "sweep_cmd"}
+MAX_SIDE = 4096  # = spikemask.data.event_dataset.MAX_SIDE (a test checks), not imported: the parser needs no torch
 
 
 class _Parser(argparse.ArgumentParser):
@@ -123,23 +128,53 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--root", help="the data set's folder (default $SPIKEMASK_DATA/<name>)")
     q.add_argument("--T", type=positive, default=16, help="time steps (frames per sample, default 16)")
     q.add_argument("--split-by", choices=("number", "time"), default="number")
-    from ..data.event_dataset import MAX_SIDE
-
     q.add_argument("--size", type=_int_in(1, MAX_SIDE, "a size in pixels"), nargs=2, metavar=("H", "W"),
                    help=f"resize by scaling event coordinates (1..{MAX_SIDE} pixels per side)")
     q.add_argument("--binarize", action="store_true")
     q.add_argument("--splits", nargs="+", default=["train", "test"])
 
-    p = sub.add_parser("import-weights", help="convert the authors' Spikformer / Spikingformer checkpoint into a "
-                                              "spikemask one")
+    p = sub.add_parser("convert", help="convert a QCFS ANN checkpoint to an SNN: accuracy at every step, energy")
+    p.add_argument("checkpoint", help="a QCFS ANN checkpoint (families swin_bn, resnet, vgg)")
+    p.add_argument("--T", type=positive, default=64, help="time steps of the SNN (default 64)")
+    p.add_argument("--mask-ratio", type=_ratio, help="masking ratio τ for the ANN and the SNN (default: as saved)")
+    p.add_argument("--seeds", type=positive, default=3, help="mask seeds (default 3)")
+    p.add_argument("--data", help="data set (default: the one it was trained on)")
+    p.add_argument("--root", help="data root")
+    p.add_argument("--batch-size", type=positive, default=64)
+    p.add_argument("--samples", type=positive, help="evaluate a random sample of this many test inputs")
+    p.add_argument("--energy-samples", type=positive, default=32, help="test inputs the energy is measured on")
+    p.add_argument("--out", help="output folder (default: <checkpoint folder>/conversion_T<T>)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+    p = sub.add_parser("import-weights", help="convert the authors' Spikformer / Spikingformer / MST checkpoint "
+                                              "into a spikemask one (the layout is detected)")
     p.add_argument("source", help="the authors' checkpoint (.pth / .pth.tar)")
     p.add_argument("--out", required=True, metavar="CHECKPOINT", help="spikemask checkpoint to write")
     p.add_argument("--variant", help="spikemask variant to load into (default: the registered one the weights fit)")
     p.add_argument("--num-classes", type=positive, help="check that the file's classifier has this many classes")
     p.add_argument("--num-heads", type=positive, help="attention heads, when the file does not record them")
     p.add_argument("--ema", action="store_true", help="load the EMA weights (state_dict_ema) instead")
+    p.add_argument("--mask-ratio", type=_ratio,
+                   help="MST only: masking ratio at attn.q/k/scores (default: the file's config, else 0)")
+    p.add_argument("--levels", type=positive, default=16,
+                   help="MST only: QCFS levels L (the authors' main.py uses 16; no file records it)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--json", action="store_true", help="print the import report as JSON")
+
+    from .sweep_cmd import add_results_arguments, add_sweep_arguments
+
+    p = sub.add_parser("sweep", help="train and measure a grid of runs into one results database (resumable)")
+    add_sweep_arguments(p, positive)
+    _add_set(p)
+    p = sub.add_parser("results", help="results databases: merge, export (CSV), query, show")
+    add_results_arguments(p)
+    from . import report_cmd, search_cmd
+
+    report_cmd.add_arguments(sub.add_parser("report", help="figures, Markdown and one HTML page from a results "
+                                                           "database alone"))
+
+    search_cmd.add_arguments(sub.add_parser("search", help="search per-site / per-block masking ratios of a "
+                                                           "trained model: the accuracy-energy front (Optuna)"))
 
     p = sub.add_parser("demo", help="the main job: a Masked Spikformer τ x T study on the bundled N-Digits")
     p.add_argument("--config", default="demo_ndigits", help="study YAML or preset (default demo_ndigits)")
@@ -170,10 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     _setup_logging(args.quiet)
-    from . import commands
     from .errors import describe_error, exit_code
 
     try:
+        # reports and results databases need no torch: their commands live apart from the others
+        module = _TORCH_FREE.get(args.command, "commands")
+        commands = importlib.import_module(f".{module}", __package__)
         return getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args)
     except KeyboardInterrupt:
         done = " finished epochs are in the run's last.pt (resume with --resume)" if args.command == "train" else ""

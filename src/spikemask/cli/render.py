@@ -6,7 +6,7 @@ from typing import Any
 
 from .tables import fmt_num, fmt_pm, format_table
 
-__all__ = ["render_energy", "render_study"]
+__all__ = ["render_energy", "render_study", "render_conversion", "render_conversion_study"]
 
 
 def _realised(value: float | None) -> str:
@@ -116,4 +116,58 @@ def render_study(result: dict[str, Any]) -> str:
            for r in rows if r["mask_ratio"]]
     out += ["", format_table(["Model", "T", "τ", "saved (µJ)", "in layers reading masked spikes",
                               "elsewhere (changed spike rates)"], why, title="What explains ΔE", align="lrrrrr")]
+    return "\n".join(out)
+
+
+def render_conversion(res: dict[str, Any]) -> str:
+    """The accuracy-vs-T table (steps 1, 2, 4, ... and T), the ANN's accuracy, the SNN's energy, the files."""
+    acc, T = res["accuracy"], res["T"]
+    steps = sorted({2 ** k for k in range(T.bit_length()) if 2 ** k <= T} | {T})
+    seeded = len(acc["mask_seeds"]) > 1
+    rows = [[t, fmt_pm(acc["acc"][t - 1], acc["acc_std"][t - 1], always=seeded)] for t in steps]
+    lines = [format_table(["T", "SNN acc (%)"], rows, align="rr",
+                          title=f"{res['model']} converted on {res['data']} ({acc['samples']} test inputs; "
+                                f"mask: {res['mask']})")]
+    ann = fmt_pm(acc["ann_acc"], acc["ann_acc_std"], always=seeded)
+    t = res["energy"]["totals"]
+    lines += [
+        f"QCFS ANN: {ann} %; SNN at T={T}: {fmt_pm(acc['acc'][-1], acc['acc_std'][-1], always=seeded)} % "
+        f"({res['conversion']['num_neurons']} neurons, {len(res['conversion']['analog'])} analog modules)",
+        f"SNN energy at T={T}: {t['energy_mj']:.4g} mJ/sample compute ({fmt_num(t['sops'])} SOPs, "
+        f"{fmt_num(t['macs'])} MACs); MST's P = spikes / 1 ms x α = {fmt_num(t['mst_power_alpha'])} α "
+        f"({fmt_num(t['spikes'])} spikes per sample)",
+        f"files: {res['outputs']['csv']}, {res['outputs']['plot']}, {res['outputs']['json']}; "
+        f"converted checkpoint {res['outputs']['snn']}",
+    ]
+    return "\n".join(lines)
+
+
+def render_conversion_study(result: dict[str, Any]) -> str:
+    """MST on the bundled data: conversion, masking at inference, masked fine-tuning (with distillation)."""
+    study = result["study"]
+    out = []
+    rows = []
+    for name, res in result["models"].items():
+        curve = res["curve"]
+        steps = [t for t in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if t <= len(curve["acc"])]
+        rows.append([name, f"{res['ann_acc']:.2f}"] + [f"{curve['acc'][t - 1]:.2f}" for t in steps])
+    out.append(format_table(["model", "QCFS ANN (%)"] + [f"SNN T={t}" for t in steps], rows,
+                            title="Converted SNNs: accuracy at every step (the ANN's for reference)"))
+    rows = []
+    for name, res in result["models"].items():
+        for r in res["masking"]:
+            e = r["energy"]
+            rows.append([name, r["group"], f"{100 * r['ratio']:.0f}",
+                         fmt_pm(r["acc"], r["acc_std"], always=r["ratio"] > 0), f"{e['energy_mj'] * 1e3:.2f}",
+                         fmt_num(e["spikes"]), fmt_num(e["mst_power_alpha"])])
+    out += ["", format_table(["model", "masked", "τ (%)", f"SNN acc T={study['T_eval']} (%)", "E (µJ)", "spikes",
+                              "P (α)"], rows, align="llrrrrr",
+                             title="Random Spike Masking at inference (mean ± std over mask seeds; energy on "
+                                   f"{study['energy_samples']} inputs, one seed)")]
+    if result["finetune"]:
+        rows = [[label, f"{100 * r['ratio']:.0f}", fmt_pm(r["ann_acc"], r["ann_acc_std"], always=True),
+                 fmt_pm(r["snn_acc"], r["snn_acc_std"], always=True)] for label, r in result["finetune"].items()]
+        first = study["models"][0]
+        out += ["", format_table(["masked model", "τ (%)", "ANN acc (%)", f"SNN acc T={study['T_eval']} (%)"], rows,
+                                 align="lrrr", title=f"{first}: masked fine-tuning, with and without distillation")]
     return "\n".join(out)

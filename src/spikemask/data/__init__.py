@@ -2,7 +2,9 @@
 
 ``get_dataset(name, split=..., T=...)`` returns a torch ``Dataset`` whose items are
 ``(float32 [T, 2, H, W] event-count frames, int label)`` for event sets and ``(float32 [3, H, W], int)``
-for image sets; ``dataset_info(name)`` describes a set without touching the disk.
+for image sets (``[1, H, W]`` for the bundled ``digits``); ``dataset_info(name)`` describes a set without
+touching the disk, ``input_info(name, options)`` as its options present it (``representation: voxel`` turns
+event samples into ``[2 * bins, H, W]`` images).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from .formats.atis import read_atis_bin, write_atis_bin
 from .frames import events_to_frames
 from .ndigits import NDigits, ensure_ndigits, load_digit_images, ndigits_split, read_manifest
 from .paths import default_data_root
-from .registry import DatasetInfo, dataset_info, get_dataset, list_datasets, register_dataset
+from .registry import DatasetInfo, dataset_info, get_dataset, input_info, list_datasets, register_dataset
 
 __all__ = [
     "DatasetInfo",
@@ -28,6 +30,7 @@ __all__ = [
     "ensure_ndigits",
     "events_to_frames",
     "get_dataset",
+    "input_info",
     "list_datasets",
     "load_digit_images",
     "make_events",
@@ -51,6 +54,10 @@ def _register_all() -> None:
     register_dataset(DatasetInfo(name="ndigits", num_classes=10, in_channels=2, sensor_size=(32, 32),
                                  class_names=tuple(str(d) for d in range(10)),
                                  summary="bundled: scikit-learn digits through a DVS emulator"), NDigits)
+    register_dataset(DatasetInfo(name="digits", num_classes=10, in_channels=1, sensor_size=(32, 32), kind="images",
+                                 class_names=tuple(str(d) for d in range(10)),
+                                 summary="bundled: N-Digits' scikit-learn digits as static images"),
+                     f"{sets}.digits:Digits")
     events("cifar10dvs", "cifar10dvs:CIFAR10DVS", (128, 128), "CIFAR10-DVS, AEDAT 2.0", 10,
            ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"))
     events("dvs128_gesture", "dvs128_gesture:DVS128Gesture", (128, 128), "DVS128 Gesture, AEDAT 3.1 clips", 11,

@@ -29,6 +29,14 @@ Policies, and where their numbers come from (facts from the authors' code; the c
   roll (``torch.roll``, integer dy, dx each in [-5, 5]), rotate U(-30°, 30°), shear x with angle U(-30°, 30°)
   (factor ``tan``, about the centre), drawn uniformly. Nearest, zero fill, and no flip in that code.
 - ``cifar``, ``spikformer_cifar``, ``imagenet``: see ``ImagePolicy`` and the registry below.
+- ``mst_cifar`` / ``mst_cifar_eval``: MST (Wang et al. ICCV 2023), bic-L/Masked-Spiking-Transformer
+  ``data/build.py``, CIFAR-10 and CIFAR-100 alike: ``RandomCrop(32, padding=4) -> Resize(224) ->
+  RandomHorizontalFlip() -> ToTensor() -> Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))`` for
+  training, ``Resize(224) -> ToTensor() -> Normalize(...)`` for evaluation. ``Resize`` is torchvision's with its
+  default interpolation, bilinear, on PIL images (the ``bicubic`` of that code's config, ``DATA.INTERPOLATION``,
+  reaches only its timm ImageNet transforms). ``resize_like_pil`` reproduces Pillow's resize.
+- ``digits``: integer shifts of up to ±2 px (zero fill), no flip (a mirrored digit is another symbol or none);
+  ours, for the bundled static ``digits`` set.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ..config import close_matches_hint
 from .randaugment import (
@@ -55,11 +64,14 @@ __all__ = [
     "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD", "hflip", "translate", "rotate", "shear",
     "roll", "cutout", "normalize", "random_erasing", "erasing_params", "apply_erasing", "SpikformerEventAugment",
     "NDAAugment", "Flip", "Identity", "Normalize", "ImagePolicy", "AUGMENTATIONS", "get_augment",
+    "MST_CIFAR_MEAN", "MST_CIFAR_STD", "resize_like_pil", "RandomTranslate", "ResizePolicy", "ResizeNormalize",
 ]
 
 # Spikformer cifar10/cifar10.yml and imagenet/imagenet.yml (the CIFAR-10 std of the full training set)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# MST data/build.py, for CIFAR-10 and CIFAR-100: the CIFAR-10 mean with the widely copied (0.2023, ...) std
+MST_CIFAR_MEAN, MST_CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
 
 def _fill_of(mean: Sequence[float]) -> tuple[float, ...]:
@@ -408,6 +420,111 @@ class ImagePolicy(_Policy):
                 f"mean={self.mean}, std={self.std}, erasing_p={self.erasing_p}, erasing_mode={self.erasing_mode})")
 
 
+def resize_like_pil(x: torch.Tensor, size: tuple[int, int], *, interpolation: str = "bilinear",
+                    quantize: bool = True) -> torch.Tensor:
+    """Resize images ``[B, C, H, W]`` (values in [0, 1]) to ``size`` as torchvision's ``Resize`` does on a PIL image.
+
+    Pillow's filters are torch's antialiased ones (bilinear: the triangle filter with half-pixel centres and
+    clamped edges, stretched when shrinking; bicubic: a = -0.5), applied as two passes, width then height, each
+    into an 8-bit image. So: two ``F.interpolate`` passes on 8-bit levels, each rounded half up to a level when
+    ``quantize`` (as Pillow's fixed-point sums). On images of 8-bit levels this is Pillow's result exactly for
+    MST's 32 -> 224 (and other integer enlargements and halvings, tested); for other ratios Pillow's fixed-point
+    weights (and, in recent Pillow, sometimes the other pass order) make it differ by a level or two at some
+    pixels.
+    Computed in float32 or float64; returned in ``x``'s dtype.
+    """
+    if interpolation not in ("bilinear", "bicubic"):
+        raise ValueError(f"interpolation must be 'bilinear' or 'bicubic', got {interpolation!r}")
+    _check(x, image_only=True)
+    h, w = (int(v) for v in size)
+    y = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    y = y * 255 if quantize else y  # 8-bit levels: the dyadic weights of integer ratios then sum exactly
+
+    def resample(y: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        if tuple(y.shape[-2:]) == hw:
+            return y
+        y = F.interpolate(y, size=hw, mode=interpolation, align_corners=False, antialias=True)
+        return torch.floor(y.clamp(0.0, 255.0) + 0.5) if quantize else y
+
+    y = resample(resample(y, (y.shape[-2], w)), (h, w))  # [B, C, H, w] then [B, C, h, w]
+    return (y / 255 if quantize else y).to(x.dtype)
+
+
+class RandomTranslate(_Policy):
+    """Shift each sample by integers ``(dx, dy)`` drawn uniformly from ``[-max_shift, max_shift]``, zero fill.
+
+    x: ``[B, C, H, W]`` or clips ``[B, T, C, H, W]`` (all frames move together); counts are moved, never made.
+    """
+
+    def __init__(self, max_shift: int = 2) -> None:
+        self.max_shift = int(max_shift)
+
+    def sample(self, shape, generator):
+        m = self.max_shift
+        d = torch.randint(-m, m + 1, (shape[0], 2), generator=generator).double()  # [B, (dx, dy)]
+        return {"dx": d[:, 0], "dy": d[:, 1]}
+
+    def apply(self, x, params):
+        return translate(x, params["dx"], params["dy"])
+
+    def __repr__(self) -> str:
+        return f"RandomTranslate(max_shift={self.max_shift})"
+
+
+class ResizePolicy(_Policy):
+    """MST's CIFAR training transform on batches ``[B, C, h, w]`` in [0, 1]: random crop of the input size from
+    the zero-padded image (``crop_padding``), resize to ``size`` (:func:`resize_like_pil`), horizontal flip with
+    probability ``flip_p``, normalisation: torchvision's ``RandomCrop(h, padding) -> Resize(size) ->
+    RandomHorizontalFlip(flip_p) -> ToTensor() -> Normalize(mean, std)``, in that order.
+
+    The output is ``[B, C, *size]``: the data set must deliver the images at their native size (leave
+    ``data.size`` unset) and the model takes ``output_size``.
+    """
+
+    image_only = True
+
+    def __init__(self, *, size: tuple[int, int], mean: Sequence[float], std: Sequence[float], crop_padding: int = 4,
+                 flip_p: float = 0.5, interpolation: str = "bilinear") -> None:
+        self.output_size = (int(size[0]), int(size[1]))
+        self.mean, self.std, self.crop_padding, self.flip_p = tuple(mean), tuple(std), crop_padding, flip_p
+        self.interpolation = interpolation
+
+    def sample(self, shape, generator):
+        B, P = shape[0], self.crop_padding
+        return {
+            "crop": torch.randint(0, 2 * P + 1, (B, 2), generator=generator).double() - P,  # [B, (dy, dx)] - P
+            "flip": torch.rand(B, generator=generator, dtype=torch.float64) < self.flip_p,
+        }
+
+    def apply(self, x, params):
+        X, Y = _translate_map(*_grid(x), -params["crop"][:, 1], -params["crop"][:, 0])
+        x = sample_pixels(x, X, Y, mode="nearest")  # the crop: outside the image reads the zero padding
+        x = resize_like_pil(x, self.output_size, interpolation=self.interpolation)
+        return normalize(hflip(x, params["flip"]), self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return (f"ResizePolicy(crop_padding={self.crop_padding}, size={self.output_size}, "
+                f"interpolation={self.interpolation}, flip_p={self.flip_p}, mean={self.mean}, std={self.std})")
+
+
+class ResizeNormalize:
+    """Eval transform: :func:`resize_like_pil` to ``size``, then ``normalize`` (draws nothing): torchvision's
+    ``Resize(size) -> ToTensor() -> Normalize(mean, std)``. Output ``[B, C, *size]`` (``output_size``)."""
+
+    def __init__(self, *, size: tuple[int, int], mean: Sequence[float], std: Sequence[float],
+                 interpolation: str = "bilinear") -> None:
+        self.output_size = (int(size[0]), int(size[1]))
+        self.mean, self.std, self.interpolation = tuple(mean), tuple(std), interpolation
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = resize_like_pil(x, self.output_size, interpolation=self.interpolation)
+        return normalize(x, self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return (f"ResizeNormalize(size={self.output_size}, interpolation={self.interpolation}, mean={self.mean}, "
+                f"std={self.std})")
+
+
 AUGMENTATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "none": Identity(),
     "flip": Flip(0.5),
@@ -428,6 +545,11 @@ AUGMENTATIONS: dict[str, Callable[..., torch.Tensor]] = {
         interpolation="bicubic")),
     "cifar_eval": Normalize(CIFAR10_MEAN, CIFAR10_STD),
     "imagenet_eval": Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    # MST data/build.py: CIFAR at 224 x 224 for Swin-T; torchvision's default (bilinear) Resize on PIL images
+    "mst_cifar": ResizePolicy(size=(224, 224), mean=MST_CIFAR_MEAN, std=MST_CIFAR_STD, crop_padding=4, flip_p=0.5),
+    "mst_cifar_eval": ResizeNormalize(size=(224, 224), mean=MST_CIFAR_MEAN, std=MST_CIFAR_STD),
+    # the bundled static digits: small shifts only (no flip: digits are not mirror-symmetric); no normalisation
+    "digits": RandomTranslate(2),
 }
 
 

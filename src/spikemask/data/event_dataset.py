@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from .cache import FrameCache, files_fingerprint
 from .frames import FRAMES_VERSION, events_to_frames, resize_events
 from .paths import default_data_root
+from .representation import DEFAULT_BINS, check_representation, voxel_image
 
 if TYPE_CHECKING:
     from . import DatasetInfo
@@ -98,6 +99,10 @@ class EventFrameDataset(Dataset):
     root: the data set's own folder (default ``$SPIKEMASK_DATA/<folder>``); cache_root: where frame
     caches go (default ``$SPIKEMASK_DATA/cache``, so a read-only data folder works). size: resize
     to ``(H, W)`` by scaling event coordinates (counts are kept exactly).
+
+    ``representation="voxel"`` (``data.options``, with ``bins``): items are MST's static ``float32
+    [2 * bins, H, W]`` images instead (:mod:`.representation`; ``T`` is then not used for framing). Their
+    cache holds ``bins`` frames at the sensor size; ``size`` pads to a square and resizes when an item is read.
     """
 
     name: ClassVar[str]  # the registry name; ``info`` comes from the registry
@@ -119,24 +124,34 @@ class EventFrameDataset(Dataset):
         cache_root: str | os.PathLike | None = None,
         progress: Callable[[int], None] | None = None,
         prepare: bool = True,
+        representation: str = "frames",
+        bins: int = DEFAULT_BINS,
     ) -> None:
         check_frame_options(self.info.name, split, self.splits, T, split_by)
+        self.representation, self.bins = check_representation(self.info.name, representation, bins)
         self.root = Path(root) if root is not None else default_data_root() / self.folder
         self.split, self.T, self.split_by, self.binarize = split, T, split_by, bool(binarize)
         self.size = check_size(self.info.name, size) or tuple(self.info.sensor_size)
+        voxel = self.representation == "voxel"
+        # what is framed and cached: voxel grids are `bins` frames at the sensor size, resized when read
+        self.frame_T = self.bins if voxel else T
+        self.frame_size = tuple(self.info.sensor_size) if voxel else self.size
         if not self.root.is_dir():
             raise self.missing(f"{self.root} does not exist")
         self.samples = self._samples(split)
         if not self.samples:
             raise self.missing(f"no {split} samples found under {self.root}")
         key = {
-            "dataset": self.info.name, "version": self.version, "split": split, "T": T, "split_by": split_by,
-            "binarize": self.binarize, "size": list(self.size), "frames_version": FRAMES_VERSION,
+            "dataset": self.info.name, "version": self.version, "split": split, "T": self.frame_T,
+            "split_by": split_by, "binarize": self.binarize, "size": list(self.frame_size),
+            "frames_version": FRAMES_VERSION,
             "files": files_fingerprint(sorted({s.file for s in self.samples}), self.root),
         }
-        label = f"{self.info.name}-{split}-T{T}-{split_by}"
+        if voxel:  # frame caches keep the key they always had
+            key.update(representation=self.representation, bins=self.bins)
+        label = f"{self.info.name}-{split}-" + (f"voxel{self.bins}" if voxel else f"T{T}") + f"-{split_by}"
         self.cache = FrameCache(Path(cache_root) if cache_root else default_data_root() / "cache", label, key,
-                                shape=(T, 2, *self.size))
+                                shape=(self.frame_T, 2, *self.frame_size))
         self.labels = np.array([s.label for s in self.samples], dtype=np.int64)  # [N], in sample order
         if prepare:  # prepare=False: list the samples only (``spikemask data info``), frame later
             self.prepare(progress)
@@ -169,8 +184,8 @@ class EventFrameDataset(Dataset):
         """Build the frame cache if needed (``progress(n)`` after every n samples); in a finished cache,
         rebuild the samples whose files are missing or truncated."""
         if not self.cache.ready:
-            log.info("framing %d %s samples of %s (T=%d, by %s)", len(self.samples), self.split, self.info.name,
-                     self.T, self.split_by)
+            log.info("framing %d %s samples of %s (%s=%d, by %s)", len(self.samples), self.split, self.info.name,
+                     "bins" if self.representation == "voxel" else "T", self.frame_T, self.split_by)
             self.cache.build(len(self.samples), self._make, progress)
         else:
             self.cache.repair(self._make)
@@ -178,9 +193,9 @@ class EventFrameDataset(Dataset):
     def _make(self, i: int) -> tuple[np.ndarray, int, str]:
         sample = self.samples[i]
         events = self._read(sample)
-        if self.size != tuple(self.info.sensor_size):
-            events = resize_events(events, self.info.sensor_size, self.size)
-        frames = events_to_frames(events, self.T, self.size, self.split_by)
+        if self.frame_size != tuple(self.info.sensor_size):
+            events = resize_events(events, self.info.sensor_size, self.frame_size)
+        frames = events_to_frames(events, self.frame_T, self.frame_size, self.split_by)
         if self.binarize:
             frames = np.minimum(frames, 1.0)
         return frames, sample.label, sample.name(self.root)
@@ -190,4 +205,7 @@ class EventFrameDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         frames = self.cache.load(i, self._make)  # a damaged cache file is rebuilt from the raw file
+        if self.representation == "voxel":
+            size = None if self.size == tuple(self.info.sensor_size) else self.size
+            return voxel_image(frames, size), int(self.labels[i])
         return torch.from_numpy(frames.astype(np.float32)), int(self.labels[i])

@@ -46,6 +46,7 @@ from .events import check_events, one_line
 from .formats.atis import encode_atis_bin, read_atis_bin
 from .frames import FRAMES_VERSION, events_to_frames, resize_events
 from .paths import default_data_root
+from .representation import DEFAULT_BINS, check_representation, voxel_image
 
 if TYPE_CHECKING:
     from . import DatasetInfo
@@ -269,6 +270,10 @@ class NDigits(Dataset):
     versions. The frames of a split stay in memory (``N * T * 2 * H * W`` bytes), so keep ``size`` small.
     ``progress`` is called with the number of samples recorded or files framed, so a CLI can show a bar
     during the build. ``binarize=True`` clips counts to 0/1.
+
+    ``representation="voxel"`` (with ``bins``): items are MST's static ``float32 [2 * bins, H, W]`` images
+    (:mod:`.representation`): ``bins`` frames framed and cached at 32 x 32, ``size`` padding and resizing the
+    image when an item is read.
     """
 
     def __init__(
@@ -283,23 +288,33 @@ class NDigits(Dataset):
         cache_root: str | os.PathLike | None = None,
         progress: Callable[[int], None] | None = None,
         prepare: bool = True,  # accepted for the registry's interface; this small set always frames at once
+        representation: str = "frames",
+        bins: int = DEFAULT_BINS,
     ) -> None:
         check_frame_options("ndigits", split, tuple(SPLIT_DIRS), T, split_by)
+        self.representation, self.bins = check_representation("ndigits", representation, bins)
         self.size = check_size("ndigits", size) or SENSOR_SIZE
+        voxel = self.representation == "voxel"
+        # what is framed and cached: voxel grids are `bins` frames at the sensor size, resized when read
+        self.frame_T, self.frame_size = (self.bins, SENSOR_SIZE) if voxel else (T, self.size)
         self.root = _data_folder(root)
         self.split, self.T, self.split_by, self.binarize = split, T, split_by, bool(binarize)
         self.data_dir = self.root  # the folder holding manifest.json (the name older code used)
         if read_manifest(self.root) is None:
             ensure_ndigits(self.root, progress)
         manifest_bytes = (self.root / "manifest.json").read_bytes()
-        key = dict(dataset="ndigits", manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(), split=split, T=T)
+        key = dict(dataset="ndigits", manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(), split=split,
+                   T=self.frame_T)
         # "sensor_size" is the frame size: at the native size the key (so the cache file) is what it always was
-        key.update(split_by=split_by, binarize=self.binarize, sensor_size=list(self.size))
+        key.update(split_by=split_by, binarize=self.binarize, sensor_size=list(self.frame_size))
         key.update(frames_version=FRAMES_VERSION, cache_version=CACHE_VERSION)
+        if voxel:  # frame caches keep the key they always had
+            key.update(representation=self.representation, bins=self.bins)
         self._key = json.dumps(key, sort_keys=True)  # everything that changes the cached arrays
         digest = hashlib.sha256(self._key.encode()).hexdigest()[:16]
-        sized = "" if self.size == SENSOR_SIZE else f"-{self.size[0]}x{self.size[1]}"
-        name = f"{DIRNAME}-{split}-T{T}-{split_by}{'-bin' if self.binarize else ''}{sized}-{digest}.npz"
+        sized = "" if self.frame_size == SENSOR_SIZE else f"-{self.frame_size[0]}x{self.frame_size[1]}"
+        steps = f"voxel{self.bins}" if voxel else f"T{T}"
+        name = f"{DIRNAME}-{split}-{steps}-{split_by}{'-bin' if self.binarize else ''}{sized}-{digest}.npz"
         self.cache_file = (Path(cache_root) if cache_root is not None else default_data_root() / "cache") / name
         if not self._load_cache():
             self._build_cache(progress)
@@ -314,6 +329,8 @@ class NDigits(Dataset):
         return self.labels.shape[0]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        if self.representation == "voxel":
+            return voxel_image(self.frames[i], None if self.size == SENSOR_SIZE else self.size), int(self.labels[i])
         return torch.from_numpy(self.frames[i].astype(np.float32)), int(self.labels[i])
 
     def read_events(self, i: int) -> np.ndarray:
@@ -341,18 +358,18 @@ class NDigits(Dataset):
         expected = read_manifest(self.root)["num_samples"][self.split]
         if len(files) != expected:
             raise ValueError(f"{self.root / sub}: {len(files)} .bin files, manifest says {expected}")
-        shape = (len(files), self.T, 2) + self.size  # [N, T, 2, H, W]
+        shape = (len(files), self.frame_T, 2) + self.frame_size  # [N, T, 2, H, W]
         try:
             frames = np.zeros(shape, dtype=np.uint8)  # widened to uint16 only if a count needs it
         except MemoryError:
             gib = np.prod(shape, dtype=np.float64) / 2**30
-            raise ValueError(f"ndigits: {len(files)} frames at data.size {list(self.size)} need {gib:.1f} GiB of "
+            raise ValueError(f"ndigits: {len(files)} frames at data.size {list(self.frame_size)} need {gib:.1f} GiB of "
                              "memory; choose a smaller data.size") from None
         for n, f in enumerate(files):
             events = read_atis_bin(f, SENSOR_SIZE)
-            if self.size != SENSOR_SIZE:
-                events = resize_events(events, SENSOR_SIZE, self.size)
-            fr = events_to_frames(events, self.T, self.size, self.split_by)
+            if self.frame_size != SENSOR_SIZE:
+                events = resize_events(events, SENSOR_SIZE, self.frame_size)
+            fr = events_to_frames(events, self.frame_T, self.frame_size, self.split_by)
             if self.binarize:
                 fr = np.minimum(fr, 1)
             peak = int(fr.max()) if fr.size else 0

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from torch.utils.data import Dataset
 
 from ..config import ConfigError, close_matches_hint
+from .representation import representation_of
 
-__all__ = ["DatasetInfo", "register_dataset", "list_datasets", "dataset_info", "get_dataset"]
+__all__ = ["DatasetInfo", "register_dataset", "list_datasets", "dataset_info", "input_info", "get_dataset"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -22,13 +23,14 @@ class DatasetInfo:
     """Registry name (``"ndigits"``)."""
     num_classes: int
     in_channels: int
-    """Input channels per frame: 2 for event sets (OFF, ON), 3 for RGB images."""
+    """Input channels per frame: 2 for event sets (OFF, ON), 3 for RGB images, 1 for ``digits``
+    (:func:`input_info` gives the channels a configured representation yields)."""
     sensor_size: tuple[int, int]
     """Frame size ``(H, W)`` in pixels (for images: the size the loader delivers)."""
     class_names: tuple[str, ...] = ()
     """Empty when the names come from the files (class folders, meta files)."""
     kind: str = "events"
-    """``"events"`` (clips ``[T, 2, H, W]``) or ``"images"`` (``[3, H, W]``, repeated over T by the model)."""
+    """``"events"`` (clips ``[T, 2, H, W]``) or ``"images"`` (``[C, H, W]``, repeated over T by the model)."""
     summary: str = ""
 
 
@@ -62,6 +64,23 @@ def _entry(name: str) -> tuple[DatasetInfo, Callable[..., Dataset] | str, dict[s
 
 def dataset_info(name: str) -> DatasetInfo:
     return _entry(name)[0]
+
+
+def input_info(name: str, options: Mapping[str, Any] | None = None) -> DatasetInfo:
+    """:func:`dataset_info` as the data-set ``options`` (``data.options``) present the samples to a model.
+
+    ``{representation: voxel, bins: n}`` on an event set: ``kind="images"``, ``in_channels=2 * n`` (static
+    ``[2n, H, W]`` items); otherwise the registered info unchanged. ``sensor_size`` stays the sensor's
+    (``data.size``, when set, is the size of the items). A representation that does not apply raises
+    ``ValueError``.
+    """
+    info = dataset_info(name)
+    representation, bins = representation_of(name, options)
+    if representation == "frames":
+        return info
+    if info.kind != "events":
+        raise ValueError(f"{name}: data.options.representation={representation!r} applies to event sets only")
+    return dataclasses.replace(info, kind="images", in_channels=2 * bins)
 
 
 def get_dataset(name: str, *, split: str, T: int, root: str | os.PathLike | None = None, **opts: Any) -> Dataset:

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..conversion.neuron import StepIF
 from ..layers import HadamardSum, MeanPool, ResidualAdd, SpikeGate, SpikeMatmul, TokenPool, is_after_time_mean
-from ..masking import SpikeMask
+from ..masking import MaskConfig, SpikeMask
 from ..neurons import SpikingNeuron
 from . import counting as C
 
@@ -35,9 +36,12 @@ __all__ = ["LayerStats", "MaskStats", "NeuronStats", "AdditionStats", "EnergyCou
 
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, MeanPool)
 _PAIRS = (SpikeMatmul, HadamardSum, SpikeGate)  # products of two activation tensors
-_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Linear, TokenPool) + _PAIRS + _POOLS
+# computed on real values even in a converted SNN: MAC-equivalents per element (a convention, docs/energy.md)
+ANALOG_COST = {nn.Softmax: 2.0, nn.LayerNorm: 2.0}  # softmax: exp + division; LayerNorm: normalise + affine
+_ANALOG = tuple(ANALOG_COST)
+_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Linear, TokenPool) + _PAIRS + _POOLS + _ANALOG
 _OP_NAMES = {SpikeMatmul: "matmul", HadamardSum: "hadamardsum", SpikeGate: "gate", TokenPool: "tokenpool",
-             MeanPool: "meanpool"}
+             MeanPool: "meanpool", nn.Softmax: "softmax", nn.LayerNorm: "layernorm"}
 
 
 @dataclass
@@ -57,7 +61,7 @@ class LayerStats:
     input_nnz: float = 0.0
     input_numel: float = 0.0
     input_sum: float = 0.0
-    masks: list[str] = field(default_factory=list)  # masks whose output this layer consumes
+    masks: list[str] = field(default_factory=list)  # masks at the config's named sites whose output this layer reads
 
     def merge_encoding(self, enc: str) -> None:
         if C.ENCODINGS.index(enc) > C.ENCODINGS.index(self.encoding):
@@ -121,9 +125,13 @@ class EnergyCounter:
         self._batch: tuple[int, int] | None = None
         self._handles: list = []
         self._consumers: dict[str | None, list[tuple[str, SpikeMask]]] = {}
+        self._named_sites: set[str] | None = None
 
     # ---------------------------------------------------------------- hooks
     def __enter__(self) -> "EnergyCounter":
+        mask_cfg = getattr(getattr(self.model, "config", None), "mask", None)
+        # a layer lists the masks at the sites its model's config names (resolved: the defaults when none are)
+        self._named_sites = mask_cfg.named_sites() if isinstance(mask_cfg, MaskConfig) else None
         named = dict(self.model.named_modules())
         for name, module in named.items():
             if isinstance(module, SpikeMask):
@@ -135,8 +143,9 @@ class EnergyCounter:
                                                       ", ".join(consumers) or None, draw=module.draw,
                                                       shared=module.share_over_time))
                 self._handles.append(module.register_forward_hook(self._mask_hook(name)))
-            elif isinstance(module, SpikingNeuron):
-                self.neurons.setdefault(name, NeuronStats(name, module.cfg.kind))
+            elif isinstance(module, (SpikingNeuron, StepIF)):
+                kind = module.kind if isinstance(module, StepIF) else module.cfg.kind
+                self.neurons.setdefault(name, NeuronStats(name, kind))
                 self._handles.append(module.register_forward_hook(self._neuron_hook(name)))
             elif isinstance(module, _COUNTED):
                 self._handles.append(module.register_forward_hook(self._layer_hook(name)))
@@ -155,8 +164,10 @@ class EnergyCounter:
         x = args[0]
         if x.dim() == 5:  # [T, B, C, H, W] events
             T, B = x.shape[0], x.shape[1]
-        else:  # [B, C, H, W] static, repeated over the model's T
-            T, B = int(getattr(getattr(module, "config", None), "T", 1)), x.shape[0]
+        else:  # [B, C, H, W] static, repeated over the model's T (an unconverted ANN runs once)
+            cfg = getattr(module, "config", None)
+            T = 1 if getattr(cfg, "converted", True) is False else int(getattr(cfg, "T", 1))
+            B = x.shape[0]
         if self.T is not None and T != self.T:
             raise ValueError(f"energy counter saw T={T} after T={self.T}; measure one T per counter")
         self.T, self._batch = T, (T, B)
@@ -164,7 +175,8 @@ class EnergyCounter:
 
     def _stats(self, name: str, module: nn.Module) -> LayerStats:
         if name not in self.layers:
-            masks = [n for n, _ in self._consumers.get(name, [])]
+            masks = [n for n, m in self._consumers.get(name, [])
+                     if self._named_sites is None or m.site in self._named_sites]
             after = is_after_time_mean(module)
             steps = 1 if after else self._batch[0]
             self.layers[name] = LayerStats(name, _op_name(module), len(self.layers), steps, after, masks=masks)
@@ -188,6 +200,9 @@ class EnergyCounter:
         st = self._stats(name, module)
         if isinstance(module, _POOLS):
             rec = self._pool(module, args[0], out)
+        elif isinstance(module, _ANALOG):
+            n = float(args[0].numel()) * ANALOG_COST[type(module)]
+            rec = (n, n, n, n, float((args[0] != 0).sum()), args[0].numel(), float(args[0].sum()), C.REAL)
         elif isinstance(module, _PAIRS):
             rec = self._pairs(name, module, *args)
         elif isinstance(module, TokenPool):
@@ -310,6 +325,6 @@ class EnergyCounter:
         def hook(module: SpikingNeuron, args: tuple, out: torch.Tensor) -> None:
             st = self.neurons[name]
             st.updates += out.numel()
-            st.spikes += out.numel() if self.dense else float(out.sum())
+            st.spikes += out.numel() if self.dense else float((out != 0).sum())  # a converted spike carries θ
 
         return hook

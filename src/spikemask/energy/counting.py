@@ -36,8 +36,16 @@ ENCODINGS = (BINARY, INTEGER, REAL)  # ordered: a layer's encoding is the worst 
 
 
 def encoding_of(x: torch.Tensor) -> str:
-    """``binary`` (all values 0/1), ``integer`` (whole numbers: counts, spike sums) or ``real``."""
+    """``binary`` (spikes: all values 0/1, or all non-zero values one positive constant), ``integer`` (whole
+    numbers: counts, spike sums) or ``real``.
+
+    A converted IF neuron's spikes carry its threshold θ (``{0, θ}``): a spike train scaled by θ, the scale
+    folding into the next layer's weights, so it is charged as spikes.
+    """
     if x.dtype == torch.bool or bool(((x == 0) | (x == 1)).all()):  # spikes: the common case, tested first
+        return BINARY
+    nz = x[x != 0]
+    if bool((nz == nz[0]).all()) and float(nz[0]) > 0:  # scaled spikes (nz is not empty: 0s alone are binary)
         return BINARY
     return INTEGER if torch.equal(x, x.round()) else REAL
 

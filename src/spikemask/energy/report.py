@@ -29,6 +29,8 @@ def _charge(st: LayerStats, cfg: EnergyConfig, first: bool) -> tuple[float, floa
         if cfg.pooling == "exclude":
             return 0.0, 0.0, "pooling excluded"
         return 0.0, st.dense_macs, "pooling: 1 MAC per window element"
+    if st.op in ("softmax", "layernorm"):
+        return 0.0, st.dense_macs, "analog: MAC-equivalents per element"
     if st.op == "tokenpool":
         return st.exact, 0.0, "token aggregation: 1 AC per non-zero input"
     if st.op == "gate" and st.encoding == C.BINARY:
@@ -135,7 +137,7 @@ def build_report(counter: EnergyCounter, cfg: EnergyConfig, **meta: Any) -> dict
     for row in rows:
         row["share"] = row["energy_pj"] / energy_pj if energy_pj else 0.0
     neurons = [
-        {"name": s.name, "kind": s.kind, "updates": s.updates / n,
+        {"name": s.name, "kind": s.kind, "updates": s.updates / n, "spikes": s.spikes / n,
          "firing_rate": s.spikes / s.updates if s.updates else 0.0}
         for s in counter.neurons.values()
     ]
@@ -162,6 +164,8 @@ def build_report(counter: EnergyCounter, cfg: EnergyConfig, **meta: Any) -> dict
         "mask_draw_energy_mj": draws * cfg.e_rng_pj / PJ_PER_MJ,
         "additions": adds,
         "addition_energy_mj": adds * cfg.e_ac_pj / PJ_PER_MJ,
+        # MST's figure: P = total spikes / 1 ms x α, in α per second (all T steps in one millisecond)
+        "mst_power_alpha": spikes / 1e-3,
         "papers_formula_energy_mj": (paper_mac * cfg.e_mac_pj + paper_sop * cfg.e_ac_pj) / n / PJ_PER_MJ,
         "papers_formula_extra_mask_factor_energy_mj":
             (paper_mac * cfg.e_mac_pj + paper_sop_extra * cfg.e_ac_pj) / n / PJ_PER_MJ,

@@ -1,6 +1,6 @@
 """Model families. Importing this package registers every variant."""
 
-from . import saformer, spikformer, spikingformer  # noqa: F401  (register the variants)
+from . import cnn, saformer, spikformer, spikingformer, swin_bn  # noqa: F401  (register the variants)
 from .registry import (
     build_model,
     count_parameters,

@@ -140,13 +140,18 @@ def _allowed_globals() -> tuple[frozenset[str], tuple[Any, ...]]:
     return frozenset(names), objects
 
 
-def read_authors_file(path: str | Path) -> Any:
+def read_authors_file(path: str | Path, *, allow: tuple[Any, ...] = (), allow_names: frozenset[str] = frozenset(),
+                      allowed: str = "its training arguments and numpy scalars") -> Any:
     """``torch.load(weights_only=True)`` that also allows the training ``args`` (an argparse.Namespace) and
-    numpy scalars the authors' scripts save; anything else that would be unpickled as code is refused."""
+    numpy scalars the authors' scripts save; anything else that would be unpickled as code is refused.
+
+    allow / allow_names: further classes (and their pickled names) another loader's files hold (MST's yacs
+    config, :mod:`.mst_weights`); ``allowed`` says what is allowed in the refusal message.
+    """
     names, objects = _allowed_globals()
-    return read_torch_file(path, what="authors' checkpoint", error=AuthorsWeightsError, allow=objects,
-                           allow_names=names, holds="a released checkpoint never holds (its training arguments and "
-                           "numpy scalars are allowed)")
+    return read_torch_file(path, what="authors' checkpoint", error=AuthorsWeightsError, allow=objects + tuple(allow),
+                           allow_names=names | allow_names,
+                           holds=f"a released checkpoint never holds ({allowed} are allowed)")
 
 
 def _find_state_dict(obj: Any, path: Path, ema: bool) -> tuple[str, dict[str, torch.Tensor]]:
@@ -281,7 +286,7 @@ def _pick_variant(layout: Layout, s: dict[str, Any]) -> tuple[str, bool]:
     same_kind, same_style = [], []
     for name in list_models():
         c = resolve_config(name)
-        if name.startswith("test_") or any(getattr(c, k) != v for k, v in style.items()):
+        if name.startswith("test_") or any(getattr(c, k, None) != v for k, v in style.items()):  # other families
             continue
         same_style.append(name)
         if c.in_channels == s["in_channels"] and tuple(c.sps_pool) == layout.pools:

@@ -13,6 +13,11 @@ parameters); they differ in where the neurons and max-pools sit, and so in what 
 
 ``sps_pool[i]`` says whether stage i halves the grid (MaxPool 3/2/1): after the stage's neuron for
 ``spikformer`` and ``saformer``, before the next conv for ``spikingformer`` (same grid either way).
+
+Random Spike Masking sites ``sps.conv1`` .. ``sps.conv4`` (:data:`TOKENIZER_SITES`): the spikes entering
+conv k of the five (k = 1..4; conv 0 reads the input, not spikes), after any max-pool before it. Conv 4 is
+Spikformer's position-embedding conv (its shortcut keeps the unmasked spikes), Spikingformer's last SPE conv,
+SAFormer's fifth conv (likewise). Not default sites; outside the blocks, so ``mask.blocks`` does not gate them.
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ import torch
 from torch import nn
 
 from ..layers import seq_apply
+from ..masking import SpikeMask
 from ..neurons import NeuronConfig, make_neuron
 
-__all__ = ["TOKENIZERS", "SPS", "SpikingTokenizer", "SAFormerSPS", "build_tokenizer"]
+__all__ = ["TOKENIZERS", "TOKENIZER_SITES", "SPS", "SpikingTokenizer", "SAFormerSPS", "build_tokenizer"]
+
+TOKENIZER_SITES = ("sps.conv1", "sps.conv2", "sps.conv3", "sps.conv4")  # every tokenizer has all four
 
 
 def _conv(c_in: int, c_out: int) -> nn.Conv2d:
@@ -34,6 +42,15 @@ def _pool(on: bool) -> nn.MaxPool2d | None:
     return nn.MaxPool2d(3, 2, 1) if on else None
 
 
+def _site(conv: int) -> str | None:
+    """The mask site on the input of conv ``conv`` (0..4); None for conv 0, which reads the input."""
+    return TOKENIZER_SITES[conv - 1] if conv else None
+
+
+def _mask(site: str | None) -> SpikeMask | None:
+    return SpikeMask(site, feeds="conv") if site else None
+
+
 def _tokens(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(3).transpose(-1, -2).contiguous()  # [T, B, C, H, W] -> [T, B, N, D]
 
@@ -42,18 +59,23 @@ def _apply(module: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
     return x if module is None else seq_apply(module, x)
 
 
-class ConvBNLIF(nn.Module):
-    """Spikformer's stage: conv3x3 (no bias) -> BN -> LIF [-> MaxPool(3, 2, 1)] on ``[T, B, C, H, W]``."""
+def _masked(mask: SpikeMask | None, x: torch.Tensor) -> torch.Tensor:
+    return x if mask is None else mask(x)  # time-first [T, B, C, H, W]: a mask shared over T needs the T axis
 
-    def __init__(self, c_in: int, c_out: int, neuron: NeuronConfig, pool: bool) -> None:
+
+class ConvBNLIF(nn.Module):
+    """Spikformer's stage: [mask ->] conv3x3 (no bias) -> BN -> LIF [-> MaxPool(3, 2, 1)] on ``[T, B, C, H, W]``."""
+
+    def __init__(self, c_in: int, c_out: int, neuron: NeuronConfig, pool: bool, site: str | None = None) -> None:
         super().__init__()
+        self.mask = _mask(site)
         self.conv = _conv(c_in, c_out)
         self.bn = nn.BatchNorm2d(c_out)
         self.lif = make_neuron(neuron)
         self.pool = _pool(pool)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.lif(seq_apply(self.bn, seq_apply(self.conv, x)))  # [T, B, C_out, H, W]
+        x = self.lif(seq_apply(self.bn, seq_apply(self.conv, _masked(self.mask, x))))  # [T, B, C_out, H, W]
         return _apply(self.pool, x)
 
 
@@ -62,8 +84,8 @@ class SPS(nn.Module):
 
     def __init__(self, chans: list[int], neuron: NeuronConfig, pools: tuple[bool, ...], **_) -> None:
         super().__init__()
-        self.stages = nn.ModuleList(ConvBNLIF(chans[i], chans[i + 1], neuron, pools[i]) for i in range(4))
-        self.rpe = ConvBNLIF(chans[4], chans[4], neuron, pool=False)
+        self.stages = nn.ModuleList(ConvBNLIF(chans[i], chans[i + 1], neuron, pools[i], _site(i)) for i in range(4))
+        self.rpe = ConvBNLIF(chans[4], chans[4], neuron, pool=False, site=_site(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for stage in self.stages:
@@ -72,27 +94,31 @@ class SPS(nn.Module):
 
 
 class ConvBN(nn.Module):
-    def __init__(self, c_in: int, c_out: int) -> None:
+    """[mask ->] conv3x3 -> BN on ``[T, B, C, H, W]``."""
+
+    def __init__(self, c_in: int, c_out: int, site: str | None = None) -> None:
         super().__init__()
+        self.mask = _mask(site)
         self.conv = _conv(c_in, c_out)
         self.bn = nn.BatchNorm2d(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return seq_apply(self.bn, seq_apply(self.conv, x))
+        return seq_apply(self.bn, seq_apply(self.conv, _masked(self.mask, x)))
 
 
 class SPE(nn.Module):
-    """Spikingformer's tokenizer stage: LIF [-> MaxPool] -> conv -> BN (SPE, or SPED with the pool)."""
+    """Spikingformer's tokenizer stage: LIF [-> MaxPool] [-> mask] -> conv -> BN (SPE, or SPED with the pool)."""
 
-    def __init__(self, c_in: int, c_out: int, neuron: NeuronConfig, pool: bool) -> None:
+    def __init__(self, c_in: int, c_out: int, neuron: NeuronConfig, pool: bool, site: str | None = None) -> None:
         super().__init__()
         self.lif = make_neuron(neuron)
         self.pool = _pool(pool)
+        self.mask = _mask(site)
         self.conv = _conv(c_in, c_out)
         self.bn = nn.BatchNorm2d(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _apply(self.pool, self.lif(x))
+        x = _masked(self.mask, _apply(self.pool, self.lif(x)))  # the spikes the conv reads
         return seq_apply(self.bn, seq_apply(self.conv, x))
 
 
@@ -103,7 +129,7 @@ class SpikingTokenizer(nn.Module):
         super().__init__()
         self.stem = ConvBN(chans[0], chans[1])
         out = chans[1:] + [chans[-1]]  # D/8 -> D/4 -> D/2 -> D -> D
-        self.stages = nn.ModuleList(SPE(out[i], out[i + 1], neuron, pools[i]) for i in range(4))
+        self.stages = nn.ModuleList(SPE(out[i], out[i + 1], neuron, pools[i], _site(i + 1)) for i in range(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -113,17 +139,18 @@ class SpikingTokenizer(nn.Module):
 
 
 class ConvBNPoolLIF(nn.Module):
-    """SAFormer's stage (reconstructed): conv -> BN [-> MaxPool] -> LIF."""
+    """SAFormer's stage (reconstructed): [mask ->] conv -> BN [-> MaxPool] -> LIF."""
 
-    def __init__(self, c_in: int, c_out: int, neuron: NeuronConfig, pool: bool) -> None:
+    def __init__(self, c_in: int, c_out: int, neuron: NeuronConfig, pool: bool, site: str | None = None) -> None:
         super().__init__()
+        self.mask = _mask(site)
         self.conv = _conv(c_in, c_out)
         self.bn = nn.BatchNorm2d(c_out)
         self.pool = _pool(pool)
         self.lif = make_neuron(neuron)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _apply(self.pool, seq_apply(self.bn, seq_apply(self.conv, x)))
+        x = _apply(self.pool, seq_apply(self.bn, seq_apply(self.conv, _masked(self.mask, x))))
         return self.lif(x)
 
 
@@ -133,8 +160,9 @@ class SAFormerSPS(nn.Module):
     def __init__(self, chans: list[int], neuron: NeuronConfig, pools: tuple[bool, ...], residual: bool = True,
                  **_) -> None:
         super().__init__()
-        self.stages = nn.ModuleList(ConvBNPoolLIF(chans[i], chans[i + 1], neuron, pools[i]) for i in range(4))
-        self.fuse = ConvBN(chans[4], chans[4])
+        self.stages = nn.ModuleList(ConvBNPoolLIF(chans[i], chans[i + 1], neuron, pools[i], _site(i))
+                                    for i in range(4))
+        self.fuse = ConvBN(chans[4], chans[4], site=_site(4))
         self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

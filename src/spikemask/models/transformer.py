@@ -215,8 +215,11 @@ class SpikingTransformer(MaskableMixin, nn.Module):
 
     @property
     def mask_sites(self) -> tuple[str, ...]:
-        """The sites this model has, in the order of its modules."""
-        return tuple(dict.fromkeys(m.site for m in self.modules() if isinstance(m, SpikeMask)))
+        """The sites this model has, in the order of its modules, the tokenizer's (``sps.conv1`` ..) last:
+        they are never default sites, and the papers' sites lead the list."""
+        tokenizer = set(self.sps.modules())
+        masks = sorted((m for m in self.modules() if isinstance(m, SpikeMask)), key=lambda m: m in tokenizer)
+        return tuple(dict.fromkeys(m.site for m in masks))
 
     @property
     def default_mask_sites(self) -> tuple[str, ...]:

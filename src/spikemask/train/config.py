@@ -18,6 +18,7 @@ __all__ = [
     "DataConfig",
     "OptimConfig",
     "ScheduleConfig",
+    "DistillConfig",
     "TrainConfig",
     "RunConfig",
     "load_run_config",
@@ -109,6 +110,22 @@ class ScheduleConfig:
 
 
 @dataclass(kw_only=True)
+class DistillConfig:
+    """Knowledge distillation from a teacher (MST: the unmasked model teaches its masked student).
+
+    teacher: checkpoint of the teacher (None: no distillation). Any family; same classes as the student.
+    temperature: softens both distributions (Hinton et al.); the KL term is scaled by its square.
+    alpha: weight of the KL term; the usual cross-entropy against the (smoothed, mixed) labels gets 1 - alpha.
+    teacher_masks: ``off`` (the teacher runs unmasked, as MST's teacher) or ``as_saved`` (its own masks).
+    """
+
+    teacher: str | None = None
+    temperature: float = bounded(4.0, gt=0)
+    alpha: float = bounded(0.5, ge=0, le=1)
+    teacher_masks: Literal["off", "as_saved"] = "off"
+
+
+@dataclass(kw_only=True)
 class TrainConfig:
     """Loss, regularisation and bookkeeping.
 
@@ -120,6 +137,9 @@ class TrainConfig:
     eval_every: evaluate every n epochs (and always after the last).
     eval_mask_seeds: mask seeds for the final evaluation (mean ± std of accuracy).
     max_train_batches / max_eval_batches: cut epochs short (smoke tests; None: full).
+    init_from: start from the weights of this checkpoint (fine-tuning; its architecture must match, its
+        masks need not: MST fine-tunes a masked student from the unmasked model).
+    distill: knowledge distillation from a teacher checkpoint (off unless ``distill.teacher`` is set).
     """
 
     label_smoothing: float = bounded(0.1, ge=0, lt=1)
@@ -133,9 +153,12 @@ class TrainConfig:
     eval_mask_seeds: int = bounded(3, ge=1)
     max_train_batches: int | None = bounded(None, ge=1)
     max_eval_batches: int | None = bounded(None, ge=1)
+    init_from: str | None = None
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         check_bounds(self, "train")
+        check_bounds(self.distill, "train.distill")
 
 
 @dataclass(kw_only=True)
@@ -204,8 +227,8 @@ def preset_path(name_or_path: str | Path) -> Path:
 def load_run_config(source: str | Path | dict[str, Any] | None = None, overrides: list[str] = ()) -> RunConfig:
     """RunConfig from a YAML file / preset name / dict, with ``key=value`` overrides applied."""
     data = load_yaml(preset_path(source)) if isinstance(source, (str, Path)) else dict(source or {})
-    if "base" in data and "ratios" in data:
-        raise ConfigError(f"{str(source)!r} describes a study (a τ x T sweep), not one run: "
+    if "base" in data and ("ratios" in data or data.get("kind") in ("sweep", "conversion")):
+        raise ConfigError(f"{str(source)!r} describes a study (a sweep of runs), not one run: "
                           f"run it with `spikemask demo --config {source}`")
     return from_dict(RunConfig, apply_overrides(data, list(overrides)))
 

@@ -25,13 +25,15 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from ..config import ConfigError, to_dict
-from ..data import dataset_info, get_dataset
+from ..data import get_dataset, input_info
+from ..data.augment import get_augment
 from ..io import append_jsonl, atomic_write_json, atomic_write_text, lock_dir
 from ..models import create_model
 from ..progress import ProgressFactory, null_progress
 from .augment import batch_transform, random_translate
 from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from .config import RunConfig
+from .distill import distillation_loss, init_from_checkpoint, load_teacher
 from .distributed import DistInfo, init_distributed, resolve_device, shard_indices
 from .evaluate import autocast, evaluate, time_first
 from .mixup import mix_batch, soft_cross_entropy
@@ -74,7 +76,7 @@ def seed_everything(seed: int) -> None:
 
 def build_model_for(cfg: RunConfig) -> nn.Module:
     """The run's model; ``num_classes`` defaults to the data set's, and the input must fit the data."""
-    info = dataset_info(cfg.data.name)
+    info = input_info(cfg.data.name, cfg.data.options)  # the channels the configured representation yields
     section = dict(cfg.model)
     name = section.pop("name")
     section.setdefault("num_classes", info.num_classes)
@@ -83,6 +85,9 @@ def build_model_for(cfg: RunConfig) -> nn.Module:
     if mc.num_classes != info.num_classes:
         raise ConfigError(f"model.num_classes={mc.num_classes} but {info.name} has {info.num_classes} classes")
     h, w = cfg.data.frame_size(info.sensor_size)
+    resized = getattr(get_augment(cfg.data.eval_transform), "output_size", None)  # e.g. MST's CIFAR at 224
+    if resized is not None:
+        h, w = resized
     if mc.in_channels != info.in_channels or (mc.img_size, mc.img_size) != (h, w):
         raise ConfigError(
             f"{name} takes {mc.in_channels}x{mc.img_size}x{mc.img_size} inputs but {info.name} gives "
@@ -186,6 +191,11 @@ def _fit(cfg: RunConfig, info: DistInfo, device: torch.device, resume: str | Pat
          progress: ProgressFactory) -> FitResult:
     seed_everything(cfg.seed)
     model = build_model_for(cfg)
+    if getattr(model.config, "converted", False):
+        raise ConfigError(f"model.converted: {model.variant} is a converted SNN, which runs but does not train; "
+                          "train (or fine-tune) its ANN and convert it again")
+    if cfg.train.init_from and not resume:
+        init_from_checkpoint(model, cfg.train.init_from)
     resolved = resolved_config(cfg, model)
     train_loader, test_loader, loader_gen = _loaders(cfg, model.config.T, info)
     model.to(device)
@@ -229,13 +239,14 @@ def _fit(cfg: RunConfig, info: DistInfo, device: torch.device, resume: str | Pat
             atomic_write_text(run_dir / "config_changes.jsonl", "".join(json.dumps(c) + "\n" for c in changes_log))
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     total = cfg.schedule.total_epochs
+    teacher = load_teacher(cfg.train.distill, net.config.num_classes, device) if cfg.train.distill.teacher else None
     num_classes = net.config.num_classes
     for epoch in range(start_epoch, total):
         lr = lr_at(epoch, cfg.schedule, cfg.optim.lr)
         set_lr(optimizer, lr)
         t0 = time.perf_counter()
         last_good = last if last.exists() else None
-        stats = _train_epoch(model, train_loader, loader_gen, optimizer, cfg, epoch, num_classes, device,
+        stats = _train_epoch(model, teacher, train_loader, loader_gen, optimizer, cfg, epoch, num_classes, device,
                              progress, last_good)
         # the last step of an epoch can break the weights with a finite loss: never save those as "good"
         if not all(torch.isfinite(t).all() for t in net.state_dict().values() if t.is_floating_point()):
@@ -280,7 +291,7 @@ def _start_outputs(run_dir: Path, history: list[dict[str, Any]], fresh: bool) ->
         atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
 
-def _train_epoch(model, loader, loader_gen, optimizer, cfg: RunConfig, epoch: int, num_classes: int,
+def _train_epoch(model, teacher, loader, loader_gen, optimizer, cfg: RunConfig, epoch: int, num_classes: int,
                  device: torch.device, progress: ProgressFactory, last_good: Path | None) -> dict[str, float]:
     model.train()
     epoch_seed = cfg.seed * 1_000_003 + epoch
@@ -305,7 +316,12 @@ def _train_epoch(model, loader, loader_gen, optimizer, cfg: RunConfig, epoch: in
             x = time_first(x)
             with autocast(device, cfg.train.amp):
                 logits = model(x)
-            loss = soft_cross_entropy(logits.float(), target)
+            if teacher is None:
+                loss = soft_cross_entropy(logits.float(), target)
+            else:
+                with torch.no_grad(), autocast(device, cfg.train.amp):
+                    taught = teacher(x)
+                loss = distillation_loss(logits.float(), taught.float(), target, cfg.train.distill)
             if not torch.isfinite(loss):
                 raise _non_finite(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}", last_good,
                                   optimizer.param_groups[0]["lr"])
