@@ -258,3 +258,10 @@ def test_masks_on_a_model_you_bring():
         sm.apply_rsm(snn, ratio=0.5, sites=["net.9"])
     with pytest.raises(TypeError, match="names no Random Spike Masking sites"):
         sm.apply_rsm(nn.Linear(2, 2), ratio=0.5)
+
+
+@pytest.mark.parametrize("name", ["test_swin", "test_resnet", "test_vgg"])
+def test_a_converted_config_needs_qcfs_activations(name):
+    with pytest.raises(ValueError, match="model.converted needs act.kind 'qcfs'"):
+        sm.create_model(name, converted=True, act={"kind": "relu"})
+    assert sm.create_model(name, act={"kind": "relu"}).config.act.kind == "relu"  # a plain ANN is fine

@@ -125,3 +125,10 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, leaf = name.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
     setattr(parent, leaf, module)
+
+
+def check_convertible(config) -> None:
+    """A model config with ``converted: true`` must have QCFS activations (their λ become the thresholds)."""
+    if config.converted and config.act.kind != "qcfs":
+        raise ValueError(f"model.converted needs act.kind 'qcfs', got {config.act.kind!r}: a ReLU ANN has no "
+                         "thresholds; quantise and train it, then convert")

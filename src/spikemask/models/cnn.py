@@ -52,6 +52,7 @@ from torch import nn
 
 from ..config import bounded, check_bounds
 from ..conversion import ConvertibleMixin, QCFSConfig
+from ..conversion.qcfs import check_convertible
 from ..layers import MeanPool, ResidualAdd
 from ..masking import MaskableMixin, MaskConfig, SpikeMask
 from .registry import register_family, register_model
@@ -88,9 +89,7 @@ class ConvNetConfig:
 
     def __post_init__(self) -> None:
         check_bounds(self, "model")
-        if self.converted and self.act.kind != "qcfs":
-            raise ValueError(f"model.converted needs act.kind 'qcfs', got {self.act.kind!r}: a ReLU ANN has no "
-                             "thresholds; quantise and train it, then convert")
+        check_convertible(self)
 
 
 @dataclass(kw_only=True)

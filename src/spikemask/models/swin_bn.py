@@ -28,7 +28,7 @@ from torch import nn
 
 from ..config import bounded, check_bounds
 from ..conversion.convert import ConvertibleMixin
-from ..conversion.qcfs import QCFSConfig
+from ..conversion.qcfs import QCFSConfig, check_convertible
 from ..layers import ResidualAdd, SpikeMatmul
 from ..masking import MaskableMixin, MaskConfig, SpikeMask
 from .registry import register_family, register_model
@@ -72,6 +72,7 @@ class SwinBNConfig:
 
     def __post_init__(self) -> None:
         check_bounds(self, "model")
+        check_convertible(self)
         self.depths, self.num_heads = tuple(self.depths), tuple(self.num_heads)
         if not self.depths or len(self.depths) != len(self.num_heads) or min(self.depths) < 1:
             raise ValueError(f"invalid model config: depths {list(self.depths)} and num_heads "

@@ -25,6 +25,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..config import flatten
+
 __all__ = ["ResultsDB", "ResultsError", "APPLICATION_ID", "SCHEMA_VERSION", "EVAL_COLUMNS", "merge_databases",
            "DB_NAME"]
 
@@ -315,25 +317,25 @@ class ResultsDB:
             return rows
         keys = set()
         for r in rows:
-            keys |= set(_flatten(r["config"]))
+            keys |= set(flatten(r["config"]))
         unknown = [k for k in where if k not in keys]
         if unknown:
             from ..config import close_matches_hint
 
             raise ResultsError(f"no stored run has a config key {unknown[0]!r}.{close_matches_hint(unknown[0], keys)} "
                                f"Keys: {', '.join(sorted(keys))}")
-        return [r for r in rows if all(_matches(_flatten(r["config"]).get(k), v) for k, v in where.items())]
+        return [r for r in rows if all(_matches(flatten(r["config"]).get(k), v) for k, v in where.items())]
 
     def export_csv(self, where: Mapping[str, Any] | None = None) -> str:
         """One line per evaluation: the run's columns, the evaluation's, then every config key flattened."""
         rows = self.query(where)
-        config_keys = sorted({k for r in rows for k in _flatten(r["config"])})
+        config_keys = sorted({k for r in rows for k in flatten(r["config"])})
         head = ["run_id", "model", "family", "T", "trained_ratio", "train_seed", "params", *EVAL_COLUMNS[1:]]
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(head + [f"config.{k}" for k in config_keys])
         for r in rows:
-            flat = _flatten(r["config"])
+            flat = flatten(r["config"])
             w.writerow([r[k] for k in head] + [json.dumps(flat[k]) if k in flat else "" for k in config_keys])
         return buf.getvalue()
 
@@ -344,16 +346,6 @@ class ResultsDB:
         out["evaluations"] = self.conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
         return out
 
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def _matches(stored: Any, wanted: Any) -> bool:

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError
+from ..config import ConfigError, flatten
 from ..io import clean_stale_temps
 from .checkpoint import CheckpointError
 
@@ -27,20 +27,9 @@ class RunExistsError(ConfigError):
     """The run directory already holds a run that this call would overwrite."""
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def config_changes(stored: dict[str, Any], current: dict[str, Any]) -> dict[str, list[Any]]:
     """``{dotted key: [stored value, current value]}`` for every key that changes what a run computes."""
-    a, b = _flatten(stored), _flatten(current)
+    a, b = flatten(stored), flatten(current)
     return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k) and not any(k == f or k.startswith(f + ".") for f in RESUME_FREE_KEYS)}
 
