@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import platform
+import re
 import statistics
 import struct
 import sys
@@ -290,3 +291,15 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     return info
+
+
+def replace_section(path: Path, section: str, script: str, text: str, seconds: float) -> None:
+    """Replace (or append) the section ``## <section>`` of the Markdown file ``path``; the others stay."""
+    body = f"## {section}\n\n`benchmarks/{script}`, {seconds:.0f} s wall.\n\n{text.strip()}\n"
+    old = path.read_text() if path.exists() else "# spikemask benchmark results\n"
+    pattern = re.compile(rf"^## {re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(old):
+        new = pattern.sub(lambda _: body + "\n", old).rstrip() + "\n"
+    else:
+        new = old.rstrip() + "\n\n" + body
+    path.write_text(new)

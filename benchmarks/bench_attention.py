@@ -41,7 +41,6 @@ Run: ``.venv/bin/python benchmarks/bench_attention.py [--quick] [--repeat N] [--
 from __future__ import annotations
 
 import datetime as _dt
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ from _common import (
     parse_bench_args,
     peak_alloc_bytes,
     ratio_stats,
+    replace_section,
 )
 from torch import nn
 
@@ -320,15 +320,7 @@ def plot(results: list[dict[str, Any]], path: Path, info: dict[str, Any]) -> Non
 
 
 def write_section(path: Path, text: str, seconds: float) -> None:
-    """Replace (or append) the section ``## SECTION`` of the Markdown file ``path``."""
-    body = f"## {SECTION}\n\n`benchmarks/bench_attention.py`, {seconds:.0f} s wall.\n\n{text.strip()}\n"
-    old = path.read_text() if path.exists() else "# spikemask benchmark results\n"
-    pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: body + "\n", old).rstrip() + "\n"
-    else:
-        new = old.rstrip() + "\n\n" + body
-    path.write_text(new)
+    replace_section(path, SECTION, "bench_attention.py", text, seconds)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

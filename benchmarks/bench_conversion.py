@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -76,6 +75,7 @@ from _common import (
     parse_bench_args,
     peak_alloc_bytes,
     ratio_stats,
+    replace_section,
 )
 from torch import nn
 
@@ -290,15 +290,7 @@ def tables(results: list[dict[str, Any]], info: dict[str, Any], repeat: int, lar
 
 
 def write_section(path: Path, text: str, seconds: float) -> None:
-    """Replace (or append) the section ``## SECTION`` of the Markdown file ``path``."""
-    body = f"## {SECTION}\n\n`benchmarks/bench_conversion.py`, {seconds:.0f} s wall.\n\n{text.strip()}\n"
-    old = path.read_text() if path.exists() else "# spikemask benchmark results\n"
-    pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: body + "\n", old).rstrip() + "\n"
-    else:
-        new = old.rstrip() + "\n\n" + body
-    path.write_text(new)
+    replace_section(path, SECTION, "bench_conversion.py", text, seconds)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -19,10 +19,13 @@ from typing import Any
 import bench_attention
 import bench_conversion
 import bench_energy
+import bench_event
 import bench_frames
 import bench_model
 import bench_neurons
 import bench_readers
+import bench_sj_spikformer
+import bench_structured_masks
 from _common import format_table, machine_info, set_threads
 
 BENCHMARKS = {
@@ -33,6 +36,9 @@ BENCHMARKS = {
     "frames": bench_frames,
     "readers": bench_readers,
     "conversion": bench_conversion,
+    "event": bench_event,
+    "sj_spikformer": bench_sj_spikformer,
+    "structured_masks": bench_structured_masks,
 }
 HERE = Path(__file__).resolve().parent
 
@@ -58,7 +64,9 @@ def render(results: dict[str, dict[str, Any]], info: dict[str, Any], quick: bool
     titles = {"neurons": "Neurons (multi-step LIF / IF)", "model": "Spikformer training step and inference",
               "attention": bench_attention.SECTION,
               "energy": "Energy counting overhead and SynOp cross-check", "frames": "Event framing and ATIS reading",
-              "readers": "AEDAT readers (CIFAR10-DVS, DVS128 Gesture)", "conversion": bench_conversion.SECTION}
+              "readers": "AEDAT readers (CIFAR10-DVS, DVS128 Gesture)", "conversion": bench_conversion.SECTION,
+              "sj_spikformer": bench_sj_spikformer.SECTION, "structured_masks": bench_structured_masks.SECTION,
+              "event": bench_event.SECTION}
     for name, res in results.items():
         lines += ["", f"## {titles[name]}", "",
                   f"torch threads {res['threads']}, {res['repeat']} timed rounds, {seconds[name]:.0f} s wall.", "",

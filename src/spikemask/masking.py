@@ -13,6 +13,7 @@ model config and therefore travels inside every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -22,9 +23,18 @@ from torch import nn
 
 from .config import bounded, check_bounds, close_matches_hint
 
-__all__ = ["MaskConfig", "SpikeMask", "random_spike_mask", "apply_rsm", "MaskableMixin", "check_ratio", "DRAW_MODES"]
+__all__ = ["MaskConfig", "SpikeMask", "random_spike_mask", "apply_rsm", "MaskableMixin", "check_ratio", "DRAW_MODES",
+           "STRUCTURES", "structure_error", "mask_draws"]
 
 DRAW_MODES = ("all", "arriving")
+STRUCTURES = ("element", "token", "head", "channel")
+# what each structure drops, by the layout of the site's tensor (x is [T, B, ...]; the unit spans the other dims)
+LAYOUTS = {
+    "tokens": ("[T, B, N, D]", {"token": "a token (all D features)", "channel": "a feature (all N tokens)",
+                                "head": "a head (its D / H features, all N tokens)"}),
+    "scores": ("[T, B, H, N, N]", {"token": "a query token (its row, every head)",
+                                   "head": "a head (its N x N scores)"}),
+}
 
 
 def check_ratio(ratio: float, where: str = "mask ratio") -> float:
@@ -59,6 +69,14 @@ class MaskConfig:
         step. The masked output has the same distribution (a zero stays zero either way), but
         the random stream differs, so the same seed gives other masks than ``"all"``; on a GPU
         it also costs a host sync per mask (the number of draws is data-dependent).
+    structure: the unit one keep/drop decision covers. ``"element"``: every element on its own (the
+        papers' RSM). ``"token"``: whole tokens (a ``[T, B, N, D]`` site: all D features of a token;
+        ``attn.scores`` ``[T, B, H, N, N]``: a query token's row in every head). ``"head"``: whole
+        attention heads (``attn.scores``; SSA's ``attn.q`` / ``attn.k`` / ``attn.v``, their D split into
+        the model's heads). ``"channel"``: whole features of a ``[T, B, N, D]`` site (all tokens). A unit
+        is drawn per sample and step (per sample with ``share_over_time``): τ is the fraction of units
+        dropped, and one random number is drawn per unit (``"arriving"``: per unit a spike arrives in).
+        A site where the structure does not apply is refused when the model takes the config.
     """
 
     ratio: float = bounded(0.0, ge=0, lt=1)  # τ = 1 would drop every spike: nothing could be learned
@@ -70,6 +88,7 @@ class MaskConfig:
     share_over_time: bool = False
     seed: int | None = bounded(None, ge=0, lt=2**32)
     draw: Literal["all", "arriving"] = "all"
+    structure: Literal["element", "token", "head", "channel"] = "element"
 
     def __post_init__(self) -> None:
         check_bounds(self, "mask")
@@ -85,6 +104,9 @@ class MaskConfig:
             raise ValueError(f"mask.mode must be 'always' or 'train', got {self.mode!r}")
         if self.draw not in DRAW_MODES:
             raise ValueError(f"mask.draw must be 'all' or 'arriving', got {self.draw!r}")
+        if self.structure not in STRUCTURES:
+            raise ValueError(f"mask.structure must be one of {', '.join(STRUCTURES)}, got {self.structure!r}."
+                             f"{close_matches_hint(str(self.structure), STRUCTURES)}")
 
     def ratio_for(self, site: str, block: int | None = None) -> float:
         """τ at ``site`` in block ``block`` (None: a site outside any block, or the block is not known)."""
@@ -122,7 +144,8 @@ class MaskConfig:
             parts.append(f"blocks {', '.join(map(str, self.blocks))} only")
         timing = "shared over T" if self.share_over_time else "per step"
         draw = ", drawn where spikes arrive" if self.draw == "arriving" else ""
-        return f"{'; '.join(parts)} ({self.mode}, {timing}{draw})"
+        unit = "" if self.structure == "element" else f", whole {self.structure}s"
+        return f"{'; '.join(parts)} ({self.mode}, {timing}{draw}{unit})"
 
 
 def random_spike_mask(
@@ -132,6 +155,9 @@ def random_spike_mask(
     share_over_time: bool = False,
     generator: torch.Generator | None = None,
     draw: str = "all",
+    structure: str = "element",
+    layout: str | None = None,
+    heads: int | None = None,
 ) -> torch.Tensor:
     """Return ``x * m``, ``m ~ Bernoulli(1 - ratio)`` per element, without rescaling.
 
@@ -140,6 +166,9 @@ def random_spike_mask(
     ``draw="arriving"`` draws random numbers only where ``x`` is non-zero (with ``share_over_time``:
     non-zero at some step); elsewhere the mask value is irrelevant, since ``0 * m = 0``. The
     output has the same distribution as with ``"all"``, from a different random stream.
+    ``structure`` other than ``"element"``: one decision per unit of ``x`` (a token, head or channel of
+    ``layout``, see :data:`LAYOUTS`; ``heads`` splits D for ``"head"`` on ``"tokens"``), broadcast over
+    the unit's elements; ``"arriving"`` then draws one number per unit that holds a non-zero.
     """
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio must be in [0, 1], got {ratio}")
@@ -147,6 +176,8 @@ def random_spike_mask(
         raise ValueError(f"draw must be 'all' or 'arriving', got {draw!r}")
     if ratio == 0.0:
         return x
+    if structure != "element":
+        return _structured_mask(x, ratio, share_over_time, generator, draw, structure, layout, heads)
     if draw == "all":
         shape = x.shape[1:] if share_over_time else x.shape
         keep = torch.rand(shape, generator=generator, device=x.device) >= ratio  # P(keep) = 1 - ratio
@@ -158,6 +189,81 @@ def random_spike_mask(
     draws = torch.rand(int(arriving.sum()), generator=generator, device=x.device)  # one per arriving element
     keep[arriving] = draws >= ratio
     return x * keep.to(x.dtype)
+
+
+def structure_error(site: str, structure: str, layout: str | None, heads: int | None) -> str | None:
+    """Why ``structure`` cannot mask ``site`` (its tensor's ``layout``; ``heads`` for ``"tokens"``), or None."""
+    if structure == "element":
+        return None
+    if layout not in LAYOUTS:
+        return f"the layout of site {site!r} is not known to structured masking (only structure 'element' applies)"
+    shape, units = LAYOUTS[layout]
+    if structure == "head" and layout == "tokens" and not heads:
+        units = {k: v for k, v in units.items() if k != "head"}
+        why = "its features are not split into attention heads"
+    else:
+        why = f"its tensor is {shape}"
+    if structure not in units:
+        valid = ", ".join(("element", *units))
+        return f"structure {structure!r} does not apply to site {site!r}: {why}; valid there: {valid}"
+    return None
+
+
+def _units(shape: torch.Size, structure: str, layout: str | None, heads: int | None,
+           site: str = "this site") -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(view, unit): ``x`` reshaped to ``view``; a mask of shape ``unit`` (1 on the dims a unit spans) broadcasts."""
+    problem = structure_error(site, structure, layout, heads)
+    if problem:
+        raise ValueError(problem)
+    rank = 4 if layout == "tokens" else 5
+    if len(shape) != rank:
+        raise ValueError(f"{structure} masking at {site} expects {LAYOUTS[layout][0]}, got shape {tuple(shape)}")
+    T, B = shape[:2]
+    if layout == "tokens":  # [T, B, N, D]
+        N, D = shape[2:]
+        if structure == "head":
+            if D % heads:
+                raise ValueError(f"head masking at {site}: D = {D} is not divisible by {heads} heads")
+            return (T, B, N, heads, D // heads), (T, B, 1, heads, 1)  # [T, B, N, H, d]
+        return tuple(shape), ((T, B, N, 1) if structure == "token" else (T, B, 1, D))
+    H, N = shape[2], shape[3]  # [T, B, H, N, N]
+    return tuple(shape), ((T, B, 1, N, 1) if structure == "token" else (T, B, H, 1, 1))
+
+
+def _arriving_units(x: torch.Tensor, unit: tuple[int, ...]) -> torch.Tensor:
+    """Bool ``unit``-shaped: the units holding a non-zero of ``x`` (``x`` viewed to broadcast against ``unit``)."""
+    arriving = x != 0
+    for dim in (d for d, n in enumerate(unit) if n == 1 and x.shape[d] != 1):
+        arriving = arriving.any(dim=dim, keepdim=True)
+    return arriving
+
+
+def _structured_mask(x, ratio, share_over_time, generator, draw, structure, layout, heads) -> torch.Tensor:
+    view, unit = _units(x.shape, structure, layout, heads)
+    if share_over_time:
+        unit = (1, *unit[1:])  # one decision per sample, every step
+    xv = x.reshape(view)
+    if draw == "all":
+        keep = torch.rand(unit, generator=generator, device=x.device) >= ratio  # one number per unit
+    else:
+        arriving = _arriving_units(xv, unit)
+        keep = torch.zeros(unit, dtype=torch.bool, device=x.device)
+        keep[arriving] = torch.rand(int(arriving.sum()), generator=generator, device=x.device) >= ratio
+    return (xv * keep.to(x.dtype)).view(x.shape)
+
+
+def mask_draws(x: torch.Tensor, *, share_over_time: bool, draw: str, structure: str = "element",
+               layout: str | None = None, heads: int | None = None, every_arrives: bool = False) -> int:
+    """Random numbers :func:`random_spike_mask` draws on ``x`` (``every_arrives``: as if every element fired)."""
+    if structure == "element":
+        view, unit = tuple(x.shape), tuple(x.shape)
+    else:
+        view, unit = _units(x.shape, structure, layout, heads)
+    if share_over_time:
+        unit = (1, *unit[1:])
+    if draw == "all" or every_arrives:
+        return math.prod(unit)
+    return int(_arriving_units(x.reshape(view), unit).sum())
 
 
 class SpikeMask(nn.Module):
@@ -175,13 +281,24 @@ class SpikeMask(nn.Module):
         self.mode = "always"
         self.share_over_time = False
         self.draw = "all"
+        self.structure = "element"
+        self.layout: str | None = None  # the layout of this site's tensor (LAYOUTS), set by the model
+        self.heads: int | None = None  # attention heads its features split into, if any
         self.block: int | None = None
         self._seed: int | None = None
         self._generators: dict[torch.device, torch.Generator] = {}
 
-    def configure(self, cfg: MaskConfig, index: int = 0, block: int | None = None) -> None:
+    def configure(self, cfg: MaskConfig, index: int = 0, block: int | None = None, *,
+                  layout: str | None = None, heads: int | None = None) -> None:
         """Take this site's settings from ``cfg`` (``block``: the index of the block this mask sits in);
-        ``index`` decorrelates the generators of sites."""
+        ``index`` decorrelates the generators of sites; ``layout`` / ``heads``: this site's tensor, for
+        structured masks (refused here when ``cfg.structure`` does not apply to a masked site)."""
+        ratio = cfg.ratio_for(self.site, block)
+        problem = structure_error(self.site, cfg.structure, layout, heads) if ratio > 0 else None
+        if problem:
+            raise ValueError(f"mask.structure: {problem}")
+        # an unmasked site stays "element" (its repr and report then say nothing of a structure it never uses)
+        self.layout, self.heads, self.structure = layout, heads, cfg.structure if ratio > 0 else "element"
         self.block = block
         self.ratio = cfg.ratio_for(self.site, block)
         self.mode = cfg.mode
@@ -208,15 +325,30 @@ class SpikeMask(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return x
+        if self.structure != "element" and x.dim() != (4 if self.layout == "tokens" else 5):
+            raise ValueError(f"{self.structure} masking at {self.site} expects {LAYOUTS[self.layout][0]}, "
+                             f"got shape {tuple(x.shape)}")
         return random_spike_mask(
-            x, self.ratio, share_over_time=self.share_over_time, generator=self._generator(x.device), draw=self.draw
+            x, self.ratio, share_over_time=self.share_over_time, generator=self._generator(x.device), draw=self.draw,
+            structure=self.structure, layout=self.layout, heads=self.heads,
         )
+
+    def draws(self, x: torch.Tensor, every_arrives: bool = False) -> int:
+        """Random numbers :meth:`forward` draws on ``x`` (one per element or unit; 0 when disabled)."""
+        if not self.enabled:
+            return 0
+        return mask_draws(x, share_over_time=self.share_over_time, draw=self.draw, structure=self.structure,
+                          layout=self.layout, heads=self.heads, every_arrives=every_arrives)
 
     def extra_repr(self) -> str:
         seed = "" if self._seed is None else ", seeded"
         timing = "shared over T" if self.share_over_time else "per step"
         draw = ", drawn where spikes arrive" if self.draw == "arriving" else ""
-        return f"site={self.site!r}, ratio={self.ratio:g}, mode={self.mode}, {timing}{draw}{seed}"
+        unit = "" if self.structure == "element" else f", whole {self.structure}s"
+        return f"site={self.site!r}, ratio={self.ratio:g}, mode={self.mode}, {timing}{draw}{unit}{seed}"
+
+
+_TOKEN_SITES = ("attn.kv", "attn.q_agg", "attn.k_agg", "attn.vector", "mlp.hidden", "mlp.hidden_pre")
 
 
 class MaskableMixin:
@@ -247,14 +379,36 @@ class MaskableMixin:
         if out_of_range:
             raise ValueError(f"mask block {out_of_range[0]} does not exist: {type(self).__name__} has "
                              f"{len(blocks)} blocks (0..{len(blocks) - 1})")
-        self.config.mask = cfg  # the config travels with every checkpoint
         masks = [(name, module, next((i for i, p in enumerate(blocks) if name.startswith(p + ".")), None))
                  for name, module in self.named_modules() if isinstance(module, SpikeMask)]
+        for _, module, block in masks:  # refuse before any mask changes
+            problem = (structure_error(module.site, cfg.structure, *self.mask_layout(module.site))
+                       if cfg.ratio_for(module.site, block) > 0 else None)
+            if problem:
+                raise ValueError(f"mask.structure for {type(self).__name__}: {problem}")
+        self.config.mask = cfg  # the config travels with every checkpoint
         # generator indices go to the masks in blocks first: masks outside them (a tokenizer's, added later)
         # leave the seeded streams of the block masks as they were
         masks.sort(key=lambda item: item[2] is None)
         for index, (_, module, block) in enumerate(masks):
-            module.configure(cfg, index, block)
+            layout, heads = self.mask_layout(module.site)
+            module.configure(cfg, index, block, layout=layout, heads=heads)
+
+    def mask_layout(self, site: str) -> tuple[str | None, int | None]:
+        """(layout, heads) of the tensor at ``site`` for structured masks (:data:`LAYOUTS`); ``(None, None)``:
+        unknown, element masks only. Default: the spiking transformers' token sites (``[T, B, N, D]``, D split
+        into heads at SSA's ``attn.q`` / ``attn.k`` / ``attn.v``) and SSA's ``attn.scores``; other models
+        (and the tokenizers' ``[T, B, C, H, W]`` sites) override it to opt in."""
+        attention = getattr(getattr(self, "config", None), "attention", None)
+        if attention not in ("ssa", "sdsa", "sasa") or not hasattr(self.config, "num_heads"):
+            return None, None
+        if site == "attn.scores":
+            return ("scores", None) if attention == "ssa" else (None, None)
+        if site in ("attn.q", "attn.k", "attn.v"):
+            return "tokens", self.config.num_heads if attention == "ssa" else None
+        if site in _TOKEN_SITES:
+            return "tokens", None
+        return None, None
 
     def mask_blocks(self) -> list[str]:
         """The model's blocks, in order (the index of each is its block number for ``mask.blocks``):
@@ -278,12 +432,14 @@ def apply_rsm(
     share_over_time: bool | None = None,
     seed: int | None = None,
     draw: str | None = None,
+    structure: str | None = None,
 ) -> nn.Module:
     """Set Random Spike Masking on ``model`` in place and return it.
 
     Arguments left as None keep the model's current mask settings. Example::
 
         sm.apply_rsm(model, ratio=0.5, sites=["attn.q", "attn.k"])
+        sm.apply_rsm(model, ratio=0.5, sites=["mlp.hidden"], structure="token")  # whole tokens
 
     Any other ``nn.Module`` (a model you bring) is masked at the output of the modules ``sites`` names:
     module paths or shell patterns (``"layer*.*.act2"``), each matched module's output spikes masked by a
@@ -292,10 +448,13 @@ def apply_rsm(
     if isinstance(sites, str):  # one site given as a string, not a list of its characters
         sites = [sites]
     if not isinstance(model, MaskableMixin):
+        if structure not in (None, "element"):
+            raise ValueError(f"structure={structure!r} needs a spikemask model (it knows the layout of its sites); "
+                             f"{type(model).__name__}'s module outputs are masked per element")
         return _mask_outputs(model, ratio, sites, site_ratios=site_ratios, mode=mode, seed=seed, draw=draw)
     changes = dict(ratio=ratio, sites=None if sites is None else tuple(sites), site_ratios=site_ratios,
                    blocks=None if blocks is None else tuple(blocks), block_ratios=block_ratios,
-                   mode=mode, share_over_time=share_over_time, seed=seed, draw=draw)
+                   mode=mode, share_over_time=share_over_time, seed=seed, draw=draw, structure=structure)
     cfg = dataclasses.replace(model.config.mask, **{k: v for k, v in changes.items() if v is not None})
     model.set_mask(cfg)
     return model

@@ -72,6 +72,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         before = model.config.mask.describe()
         _override_ratio(model, args.mask_ratio)
         log.info("mask overridden: %s -> %s", before, model.config.mask.describe())
+    _engine(model, args.engine)
     loader = test_loader(data_cfg, model.config.T, args.batch_size)
     res = evaluate(model, loader, torch.device("cpu"), mask_seeds=list(range(args.seeds)), progress=tqdm_progress,
                    transform=batch_transform(data_cfg.eval_transform))
@@ -94,6 +95,21 @@ def _override_ratio(model, ratio: float, sites: list[str] | None = None) -> None
 
     apply_rsm(model, ratio=ratio, sites=sites if sites is not None else sorted(model.config.mask.named_sites()),
               site_ratios={})
+
+
+def _engine(model, engine: str | None) -> None:
+    """``--engine``: how the spike-reading linears compute (dense GEMM, event-driven gather-adds, or by density);
+    the same numbers either way (docs/engine.md)."""
+    if engine is None:
+        return
+    from ..engine import set_engine
+
+    if not hasattr(model.config, "engine"):
+        raise ValueError(f"--engine applies to the spiking transformers; {model.variant} ({model.family}) "
+                         f"computes densely")
+    model.config.engine = engine
+    set_engine(model, engine)
+    log.info("engine: %s", engine)
 
 
 def _acc_pm(res: dict[str, Any]) -> str:
@@ -129,6 +145,7 @@ def cmd_energy(args: argparse.Namespace) -> int:
         num_classes = None if args.dense else dataset_info(data).num_classes
         model = create_model(args.model, T=args.T, num_classes=num_classes)
         untrained = not args.dense
+    _engine(model, args.engine)
     sites = args.sites.split(",") if args.sites else None
     if args.mask_ratio is not None:
         _override_ratio(model, args.mask_ratio, sites)

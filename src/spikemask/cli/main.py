@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
 
     p = sub.add_parser("eval", help="accuracy of a checkpoint, mean ± std over mask seeds")
+    p.add_argument("--engine", choices=("dense", "event", "auto"),
+                   help="spike-reading linears: dense GEMM, event-driven gather-adds, or by input density "
+                        "(same numbers; default: as the model config says)")
     p.add_argument("checkpoint")
     p.add_argument("--mask-ratio", type=_ratio, help="override the stored masking ratio τ (default: as trained)")
     p.add_argument("--seeds", type=positive, default=5, help="mask seeds (default 5)")
@@ -98,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("energy", help="energy report of a model measured on data, or counted densely")
+    p.add_argument("--engine", choices=("dense", "event", "auto"),
+                   help="spike-reading linears: dense GEMM, event-driven gather-adds, or by input density "
+                        "(same numbers; default: as the model config says)")
     p.add_argument("--model", help="registered model name (or use --checkpoint)")
     p.add_argument("--checkpoint", help="use this trained model (its config, masks included)")
     p.add_argument("--T", type=positive, help="time steps (default: the model's)")

@@ -15,7 +15,8 @@ per sample on real-valued averages. The mark, not the tensor shape, decides: at 
 of the two kinds cannot be told apart.
 
 Masks also report the random numbers they draw (one per element per step; per sample when shared
-over time; only at arriving spikes with ``draw="arriving"``), a cost the compute total leaves out.
+over time; only at arriving spikes with ``draw="arriving"``; one per token, head or channel for a
+structured mask), a cost the compute total leaves out.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class MaskStats:
     nnz_out: float = 0.0
     numel: float = 0.0
     draws: float = 0.0  # random numbers drawn
+    structure: str = "element"  # the unit of one keep/drop decision (MaskConfig.structure)
 
 
 @dataclass
@@ -141,7 +143,8 @@ class EnergyCounter:
                     self._consumers.setdefault(consumer, []).append((name, module))
                 self.masks.setdefault(name, MaskStats(name, module.site, module.ratio, module.enabled,
                                                       ", ".join(consumers) or None, draw=module.draw,
-                                                      shared=module.share_over_time))
+                                                      shared=module.share_over_time,
+                                                      structure=module.structure))
                 self._handles.append(module.register_forward_hook(self._mask_hook(name)))
             elif isinstance(module, (SpikingNeuron, StepIF)):
                 kind = module.kind if isinstance(module, StepIF) else module.cfg.kind
@@ -301,6 +304,8 @@ class EnergyCounter:
         """Random numbers the mask draws on ``x`` ``[T, B, ...]`` (see :func:`~spikemask.masking.random_spike_mask`)."""
         if not module.enabled:
             return 0.0
+        if module.structure != "element":  # one number per token / head / channel, not per element
+            return float(module.draws(x, every_arrives=self.dense))
         if module.draw == "all" or self.dense:  # dense: every element is an arriving spike
             return float(math.prod(x.shape[1:]) if module.share_over_time else x.numel())
         arriving = x != 0

@@ -93,6 +93,7 @@ def build_report(counter: EnergyCounter, cfg: EnergyConfig, **meta: Any) -> dict
             "nnz_after": m.nnz_out / n,
             "draw": m.draw,
             "shared_over_time": m.shared,
+            "structure": m.structure,
             "draws": m.draws / n,
             "draw_energy_pj": m.draws / n * cfg.e_rng_pj,
         }

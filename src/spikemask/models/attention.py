@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..engine import Linear as EventLinear
 from ..layers import HadamardSum, ResidualAdd, SpikeGate, SpikeMatmul, TokenBN, TokenDWConv, TokenPool
 from ..masking import SpikeMask
 from ..neurons import make_neuron
@@ -38,11 +39,11 @@ class _Attention(nn.Module):
         membrane = cfg.residual == "membrane"
         self.in_lif = make_neuron(cfg.neuron) if membrane else None  # every projection then reads spikes
         for name in self.projections:
-            setattr(self, name, nn.Linear(D, D, bias=cfg.qkv_bias))
+            setattr(self, name, EventLinear(D, D, bias=cfg.qkv_bias, engine=cfg.engine, threshold=cfg.event_threshold))
             setattr(self, f"{name}_bn", TokenBN(D))
             setattr(self, f"{name}_lif", make_neuron(cfg.neuron))
         self.build(cfg)
-        self.proj = nn.Linear(D, D)
+        self.proj = EventLinear(D, D, engine=cfg.engine, threshold=cfg.event_threshold)
         self.proj_bn = TokenBN(D)
         self.proj_lif = None if membrane else make_neuron(cfg.neuron)
 

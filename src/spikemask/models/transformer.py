@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 from ..config import bounded, check_bounds
+from ..engine import DEFAULT_THRESHOLD, check_engine
+from ..engine import Linear as EventLinear
 from ..layers import MeanPool, ResidualAdd, TokenBN, mark_after_time_mean
 from ..masking import MaskableMixin, MaskConfig, SpikeMask
 from ..neurons import NeuronConfig, make_neuron
@@ -92,6 +94,11 @@ class TransformerConfig:
     init: ``"conv"`` keeps PyTorch's default init for token projections (the event code's Conv1d);
         ``"trunc_normal"`` uses N(0, 0.02) weights and zero biases (the static code's Linear).
     neuron: the LIF neurons. mask: Random Spike Masking (sites None: the attention's own default sites).
+    engine: how the linears that may read spikes (attention q/k/v/proj, MLP fc1/fc2) run at inference:
+        ``dense`` (``F.linear``), ``event`` (gather-add of the weight columns of the active inputs when the
+        input is binary, else dense) or ``auto`` (event when the input's density < ``event_threshold``);
+        training always runs dense, outputs are the same to float rounding (:mod:`spikemask.engine`).
+    event_threshold: the density (fraction of ones, in [0, 1]) below which ``auto`` uses events.
     """
 
     img_size: int = bounded(128, ge=1)
@@ -116,9 +123,12 @@ class TransformerConfig:
     init: Literal["conv", "trunc_normal"] = "conv"
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
+    engine: Literal["dense", "event", "auto"] = "dense"
+    event_threshold: float = bounded(DEFAULT_THRESHOLD, ge=0, le=1)
 
     def __post_init__(self) -> None:
         check_bounds(self, "model")
+        check_engine(self.engine, self.event_threshold)
         checks = [
             (self.embed_dim % 8 == 0,
              f"embed_dim must be a positive multiple of 8 (SPS uses D/8), got {self.embed_dim}"),
@@ -158,12 +168,12 @@ class MLP(nn.Module):
         D, hidden = cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio)
         membrane = cfg.residual == "membrane"
         self.in_lif = make_neuron(cfg.neuron) if membrane else None
-        self.fc1 = nn.Linear(D, hidden)
+        self.fc1 = EventLinear(D, hidden, engine=cfg.engine, threshold=cfg.event_threshold)
         self.fc1_bn = TokenBN(hidden)
         self.mask_hidden_pre = SpikeMask("mlp.hidden_pre")
         self.fc1_lif = make_neuron(cfg.neuron)
         self.mask_hidden = SpikeMask("mlp.hidden", feeds="fc2")
-        self.fc2 = nn.Linear(hidden, D)
+        self.fc2 = EventLinear(hidden, D, engine=cfg.engine, threshold=cfg.event_threshold)
         self.fc2_bn = TokenBN(D)
         self.fc2_lif = None if membrane else make_neuron(cfg.neuron)
 

@@ -1,0 +1,205 @@
+"""Event-driven inference for linear layers that read spikes.
+
+A linear layer fed binary spikes ``x`` computes ``y = b + Σ_{j: x_j = 1} W[:, j]``: a gather-add of the
+weight columns of the active inputs, no multiplications and work in proportion to the spikes. Here it
+runs as one ``embedding_bag(mode="sum")`` over the transposed weight, one bag per input row, after
+building the event list (active column indices + row offsets) of ``x`` once.
+
+Building the event list costs about as much as a pass of ``torch.nonzero`` (slow on CPU: several ns per
+element); this module uses NumPy's ``flatnonzero`` on a ``bool`` view (several times faster) and caches
+the list of the last input, so the Q, K and V projections that read the same spikes build it once.
+
+Engines (per :class:`Linear`, set by the model's ``TransformerConfig.engine`` or :func:`set_engine`):
+
+* ``dense``: ``F.linear`` always (the default; training always runs dense).
+* ``event``: the gather-add whenever it is valid (eval mode, no autograd, binary input of the weight's
+  dtype on CPU), else ``F.linear`` (the dense fallback).
+* ``auto``: as ``event``, but only when the input's density (fraction of ones) is below ``threshold``.
+
+Outputs equal the dense path to float rounding (sums in another order). Measured crossover and limits:
+docs/engine.md; benchmark: benchmarks/bench_event.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ENGINES", "DEFAULT_THRESHOLD", "Linear", "event_linear", "event_list", "is_binary", "linear",
+           "set_engine", "check_engine"]
+
+ENGINES = ("dense", "event", "auto")
+DEFAULT_THRESHOLD = 0.15  # density below which "auto" gathers: the dense/event crossover of benchmarks/bench_event.py
+
+
+def check_engine(engine: str, threshold: float) -> None:
+    """Raise ``ValueError`` unless ``engine`` is one of :data:`ENGINES` and ``0 <= threshold <= 1``."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"event_threshold must be in [0, 1] (a density), got {threshold}")
+
+
+def is_binary(x: torch.Tensor) -> bool:
+    """Whether every element of ``x`` is 0 or 1 (NaN is not)."""
+    return x.numel() > 0 and _Events(x).binary
+
+
+def event_list(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Event list of a ``bool`` matrix ``[R, C]``: (column indices of the ``True`` entries, row by row,
+    ``[nnz]``; offsets ``[R + 1]``, row r's events are ``indices[offsets[r]:offsets[r + 1]]``), int64."""
+    R, C = mask.shape
+    if mask.device.type == "cpu":
+        flat = np.flatnonzero(mask.contiguous().numpy())  # [nnz], row-major, sorted
+        offsets = np.searchsorted(flat, np.arange(R + 1, dtype=np.int64) * C)  # first event of each row
+        return torch.from_numpy(flat % C), torch.from_numpy(offsets)
+    rows, cols = mask.nonzero(as_tuple=True)
+    offsets = torch.zeros(R + 1, dtype=torch.long, device=mask.device)
+    offsets[1:] = torch.bincount(rows, minlength=R).cumsum(0)
+    return cols, offsets
+
+
+class _Events:
+    """The binary check, density and event list of one input tensor (``[..., C]`` viewed as ``[R, C]``).
+
+    Binary check in two cheap passes instead of comparing ``x`` with its mask: all values in [0, 1]
+    (``aminmax``, which also rejects NaN and most real-valued inputs at once) and their float64 sum equal
+    to the number of non-zeros, which holds only if every non-zero is exactly 1.
+    """
+
+    __slots__ = ("binary", "density", "_list")
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.binary, self.density, self._list = False, 1.0, None
+        if x.numel() == 0 or x.is_complex():
+            return
+        lo, hi = torch.aminmax(x)
+        if not (lo >= 0 and hi <= 1):
+            return
+        x2 = x.reshape(-1, x.shape[-1])  # [R, C]
+        self._list = event_list(x2 != 0)
+        nnz = self._list[0].numel()
+        self.binary = float(x2.sum(dtype=torch.float64)) == nnz
+        self.density = nnz / x2.numel()
+
+    def list(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._list
+
+
+_cache = threading.local()  # the last input seen (weakly held) and its _Events, per thread
+
+
+def _events_of(x: torch.Tensor) -> _Events:
+    """The :class:`_Events` of ``x``, reused while ``x`` is the same live, unmodified tensor."""
+    if x.is_inference():  # no version counter to tell an in-place change: no reuse
+        return _Events(x)
+    last = getattr(_cache, "last", None)
+    key = (x._version, x.shape, x.stride(), x.storage_offset())
+    if last is not None and last[0]() is x and last[1] == key:
+        return last[2]
+    ev = _Events(x)
+    _cache.last = (weakref.ref(x), key, ev)
+    return ev
+
+
+def _gather_add(events: tuple[torch.Tensor, torch.Tensor], table: torch.Tensor, bias: torch.Tensor | None,
+                lead: torch.Size) -> torch.Tensor:
+    indices, offsets = events
+    y = F.embedding_bag(indices, table, offsets, mode="sum", include_last_offset=True)  # [R, out]
+    if bias is not None:
+        y += bias
+    return y.view(*lead, table.shape[1])
+
+
+def event_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+                 table: torch.Tensor | None = None, reuse: bool = True) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` for binary ``x [..., in]`` as a gather-add of weight columns.
+
+    ``weight [out, in]``; ``table``: ``weight.t()`` made contiguous (``[in, out]``), if the caller keeps one.
+    ``reuse``: take the event list of the previous call if ``x`` is the same unmodified tensor (False:
+    always build it). The caller guarantees that ``x`` is binary (see :func:`is_binary`); no autograd.
+    """
+    if table is None:
+        table = weight.detach().t().contiguous()  # [in, out]: one row per input
+    events = _events_of(x) if reuse else _Events(x)
+    return _gather_add(events.list(), table, bias, x.shape[:-1])
+
+
+def _autograd_needed(x: torch.Tensor, module: nn.Linear) -> bool:
+    return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in module.parameters()))
+
+
+def linear(module: nn.Linear, x: torch.Tensor, engine: str = "dense",
+           threshold: float = DEFAULT_THRESHOLD) -> tuple[torch.Tensor, str]:
+    """``module``'s output on ``x`` by ``engine`` and the path taken (``"dense"`` or ``"event"``).
+
+    Computes without calling ``module`` (hooks do not fire here: call the module for that, as
+    :class:`Linear` does). Event paths need eval mode, no autograd, a CPU input of the weight's dtype
+    and a binary input (``auto``: also a density below ``threshold``); anything else runs dense.
+    """
+    if (engine == "dense" or module.training or x.device.type != "cpu" or x.dtype != module.weight.dtype
+            or x.numel() == 0 or _autograd_needed(x, module)):
+        return F.linear(x, module.weight, module.bias), "dense"
+    ev = _events_of(x)
+    if not ev.binary or (engine == "auto" and ev.density >= threshold):
+        return F.linear(x, module.weight, module.bias), "dense"
+    table = module.event_table() if isinstance(module, Linear) else module.weight.detach().t().contiguous()
+    return _gather_add(ev.list(), table, module.bias, x.shape[:-1]), "event"
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` whose forward picks the dense or the event-driven path (see the module docstring).
+
+    Same parameters, ``state_dict`` and ``repr`` as ``nn.Linear`` under the default ``engine="dense"``
+    (``extra_repr`` names any other engine). Its class name is ``Linear`` on purpose: the energy
+    counter and its report name layers by class (``"linear"``), and hooks see the same input and the
+    same output either way. ``last_path`` records the path of the latest call (``"dense"``/``"event"``).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, engine: str = "dense",
+                 threshold: float = DEFAULT_THRESHOLD, device=None, dtype=None) -> None:
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        check_engine(engine, threshold)
+        self.engine, self.threshold = engine, float(threshold)
+        self.last_path: str | None = None
+        self._table: tuple[tuple, torch.Tensor] | None = None  # (weight key, weight.t() contiguous)
+
+    def event_table(self) -> torch.Tensor:
+        """``weight.t()`` contiguous ``[in, out]``, rebuilt when the weight changes (in place or replaced)."""
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        if self._table is None or self._table[0] != key:
+            self._table = (key, w.detach().t().contiguous())
+        return self._table[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, self.last_path = linear(self, x, self.engine, self.threshold)
+        return y
+
+    def extra_repr(self) -> str:
+        extra = "" if self.engine == "dense" else f", engine={self.engine}"
+        extra += f", threshold={self.threshold}" if self.engine == "auto" else ""
+        return super().extra_repr() + extra
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_table"] = None  # a cache: never pickled
+        return state
+
+
+def set_engine(model: nn.Module, engine: str, threshold: float | None = None) -> int:
+    """Set the engine (and threshold) of every :class:`Linear` in ``model``; returns how many."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, Linear):
+            check_engine(engine, m.threshold if threshold is None else threshold)
+            m.engine = engine
+            if threshold is not None:
+                m.threshold = float(threshold)
+            n += 1
+    return n
