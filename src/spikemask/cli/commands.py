@@ -312,6 +312,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"out_dir={args.out}"] if args.out else [])
     study = load_study_config(args.config, overrides)
     if study.kind == "sweep":
+        if args.overwrite:
+            log.warning("--overwrite does nothing for a sweep: its runs are named by their config, so a changed "
+                        "setting is a new run and no run is ever overwritten")
         return _demo_sweep(study)
     if study.kind == "conversion":
         from ..conversion.study import run_conversion_study
