@@ -13,10 +13,10 @@ import yaml
 from spikemask.cli.main import main
 from spikemask.conversion import convert
 from spikemask.conversion.evaluate import accuracy_per_step
+from spikemask.train import data as train_data
 from spikemask.train import load_model
 from spikemask.train.augment import batch_transform
 from spikemask.train.config import DataConfig
-from spikemask.train import data as train_data
 
 STUDY = {
     "kind": "conversion", "name": "mst", "models": ["test_resnet"], "T": 4, "T_eval": 3, "ratios": [0.5],
