@@ -348,9 +348,6 @@ class SpikeMask(nn.Module):
         return f"site={self.site!r}, ratio={self.ratio:g}, mode={self.mode}, {timing}{draw}{unit}{seed}"
 
 
-_TOKEN_SITES = ("attn.kv", "attn.q_agg", "attn.k_agg", "attn.vector", "mlp.hidden", "mlp.hidden_pre")
-
-
 class MaskableMixin:
     """For models whose config has a ``mask: MaskConfig`` field and whose masks are :class:`SpikeMask`.
 
@@ -396,18 +393,7 @@ class MaskableMixin:
 
     def mask_layout(self, site: str) -> tuple[str | None, int | None]:
         """(layout, heads) of the tensor at ``site`` for structured masks (:data:`LAYOUTS`); ``(None, None)``:
-        unknown, element masks only. Default: the spiking transformers' token sites (``[T, B, N, D]``, D split
-        into heads at SSA's ``attn.q`` / ``attn.k`` / ``attn.v``) and SSA's ``attn.scores``; other models
-        (and the tokenizers' ``[T, B, C, H, W]`` sites) override it to opt in."""
-        attention = getattr(getattr(self, "config", None), "attention", None)
-        if attention not in ("ssa", "sdsa", "sasa") or not hasattr(self.config, "num_heads"):
-            return None, None
-        if site == "attn.scores":
-            return ("scores", None) if attention == "ssa" else (None, None)
-        if site in ("attn.q", "attn.k", "attn.v"):
-            return "tokens", self.config.num_heads if attention == "ssa" else None
-        if site in _TOKEN_SITES:
-            return "tokens", None
+        unknown, element masks only. Models whose sites have a known layout override it to opt in."""
         return None, None
 
     def mask_blocks(self) -> list[str]:

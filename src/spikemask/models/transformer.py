@@ -36,6 +36,9 @@ __all__ = ["TransformerConfig", "SASAConfig", "SpikingTransformer", "MLP", "Bloc
 HEADS = ("avgpool_fc", "sn_avgpool_fc", "fc_avgpool", "sn_fc_avgpool")
 
 
+# [T, B, N, D] mask sites besides Q, K and V (structured masks drop whole tokens or channels there)
+TOKEN_SITES = ("attn.kv", "attn.q_agg", "attn.k_agg", "attn.vector", "mlp.hidden", "mlp.hidden_pre")
+
 @dataclass(kw_only=True)
 class SASAConfig:
     """Spike Aggregated Self-Attention (003). Its equations were lost from the paper's text: each field is a
@@ -230,6 +233,19 @@ class SpikingTransformer(MaskableMixin, nn.Module):
         tokenizer = set(self.sps.modules())
         masks = sorted((m for m in self.modules() if isinstance(m, SpikeMask)), key=lambda m: m in tokenizer)
         return tuple(dict.fromkeys(m.site for m in masks))
+
+    def mask_layout(self, site: str) -> tuple[str | None, int | None]:
+        """Structured masks: the token sites are ``[T, B, N, D]`` (D split into heads at SSA's ``attn.q`` /
+        ``attn.k`` / ``attn.v``), SSA's ``attn.scores`` ``[T, B, H, N, N]``; the tokenizer's ``[T, B, C, H, W]``
+        sites take element masks only."""
+        attention = self.config.attention
+        if site == "attn.scores":
+            return ("scores", None) if attention == "ssa" else (None, None)
+        if site in ("attn.q", "attn.k", "attn.v"):
+            return "tokens", self.config.num_heads if attention == "ssa" else None
+        if site in TOKEN_SITES:
+            return "tokens", None
+        return None, None
 
     @property
     def default_mask_sites(self) -> tuple[str, ...]:
