@@ -303,3 +303,11 @@ def replace_section(path: Path, section: str, script: str, text: str, seconds: f
     else:
         new = old.rstrip() + "\n\n" + body
     path.write_text(new)
+
+
+def write_standalone(res: dict[str, Any], section: str, script: str) -> None:
+    """A benchmark run on its own (not through run_all, which writes the whole file itself) replaces its own
+    section of ``res["output"]`` ('-': nowhere)."""
+    if res["output"] != "-":
+        replace_section(Path(res["output"]), section, script, res["table"], res["seconds"])
+        print(f"wrote section '{section}' of {res['output']}")

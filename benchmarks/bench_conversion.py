@@ -75,7 +75,7 @@ from _common import (
     parse_bench_args,
     peak_alloc_bytes,
     ratio_stats,
-    replace_section,
+    write_standalone,
 )
 from torch import nn
 
@@ -289,10 +289,6 @@ def tables(results: list[dict[str, Any]], info: dict[str, Any], repeat: int, lar
     ])
 
 
-def write_section(path: Path, text: str, seconds: float) -> None:
-    replace_section(path, SECTION, "bench_conversion.py", text, seconds)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     def extra(ap):
         ap.add_argument("--no-large", action="store_true",
@@ -326,7 +322,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    res = main()
-    if res["output"] != "-":  # run_all writes the whole file itself; a lone run replaces its own section
-        write_section(Path(res["output"]), res["table"], res["seconds"])
-        print(f"wrote section '{SECTION}' of {res['output']}")
+    write_standalone(main(), SECTION, "bench_conversion.py")

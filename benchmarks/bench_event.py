@@ -41,7 +41,7 @@ from _common import (
     machine_info,
     parse_bench_args,
     ratio_stats,
-    replace_section,
+    write_standalone,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -163,10 +163,6 @@ def plot(lin: list[dict[str, Any]], path: Path, info: dict[str, Any]) -> None:
     plt.close(fig)
 
 
-def write_section(path: Path, text: str, seconds: float) -> None:
-    replace_section(path, SECTION, "bench_event.py", text, seconds)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     def extra(ap):
         ap.add_argument("--output", default=None, help="Markdown file whose section to replace when run as a "
@@ -193,7 +189,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    res = main()
-    if res["output"] != "-":  # run_all writes the whole file itself; a lone run replaces its own section
-        write_section(Path(res["output"]), res["table"], res["seconds"])
-        print(f"wrote section '{SECTION}' of {res['output']}")
+    write_standalone(main(), SECTION, "bench_event.py")

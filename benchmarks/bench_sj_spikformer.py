@@ -71,8 +71,8 @@ from _common import (
     machine_info,
     peak_alloc_bytes,
     ratio_stats,
-    replace_section,
     set_threads,
+    write_standalone,
 )
 from torch import nn
 
@@ -362,12 +362,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "results": results, "table": text, "output": output, "seconds": time.perf_counter() - start}
 
 
-def write_section(path: Path, text: str, seconds: float) -> None:
-    replace_section(path, SECTION, "bench_sj_spikformer.py", text, seconds)
-
-
 if __name__ == "__main__":
-    res = main()
-    if res["output"] != "-":  # run_all writes the whole file itself; a lone run replaces its own section
-        write_section(Path(res["output"]), res["table"], res["seconds"])
-        print(f"wrote section '{SECTION}' of {res['output']}")
+    write_standalone(main(), SECTION, "bench_sj_spikformer.py")

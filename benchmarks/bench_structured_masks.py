@@ -40,7 +40,7 @@ from _common import (
     machine_info,
     parse_bench_args,
     ratio_stats,
-    replace_section,
+    write_standalone,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -176,10 +176,6 @@ def tables(res: dict[str, Any], info: dict[str, Any], repeat: int) -> str:
     ])
 
 
-def write_section(path: Path, text: str, seconds: float) -> None:
-    replace_section(path, SECTION, "bench_structured_masks.py", text, seconds)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     def extra(ap):
         ap.add_argument("--output", default=None,
@@ -199,7 +195,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    res = main()
-    if res["output"] != "-":  # run_all writes the whole file itself; a lone run replaces its own section
-        write_section(Path(res["output"]), res["table"], res["seconds"])
-        print(f"wrote section '{SECTION}' of {res['output']}")
+    write_standalone(main(), SECTION, "bench_structured_masks.py")
