@@ -18,7 +18,7 @@ SDSA (``attention=sdsa``) with SASA without DWC (``sasa.dwc_kernel=0``), without
 from __future__ import annotations
 
 from .registry import register_family, register_model
-from .transformer import SpikingTransformer, TransformerConfig
+from .transformer import NDIGITS_SIZE, TEST_SIZE, SpikingTransformer, TransformerConfig
 
 __all__: list[str] = []
 
@@ -50,12 +50,10 @@ def saformer_2_512():
 @register_model("saformer")
 def saformer_2_64_ndigits():
     """Small SAFormer-2-64 for the bundled N-Digits events (2x32x32, T 8, 16 tokens): CPU-sized."""
-    return dict(_BASE, img_size=32, in_channels=2, embed_dim=64, depth=2, num_heads=4, T=8,
-                sps_pool=(True, True, True, False))
+    return dict(_BASE, **NDIGITS_SIZE)
 
 
 @register_model("saformer")
 def test_saformer():
     """Tiny SAFormer-1-32 for tests (2x32x32 events, T 2, 16 tokens)."""
-    return dict(_BASE, img_size=32, in_channels=2, embed_dim=32, depth=1, num_heads=2, T=2,
-                sps_pool=(False, True, True, True))
+    return dict(_BASE, **TEST_SIZE)

@@ -19,7 +19,7 @@ other reading of the paper's Fig. 2).
 from __future__ import annotations
 
 from .registry import register_family, register_model
-from .transformer import SpikformerConfig, SpikingTransformer
+from .transformer import NDIGITS_SIZE, TEST_SIZE, SpikformerConfig, SpikingTransformer
 
 __all__ = ["SPIKFORMER_SITES"]
 
@@ -78,12 +78,10 @@ def spikformer_8_768():
 @register_model("spikformer")
 def spikformer_2_64_ndigits():
     """Small Spikformer-2-64 for the bundled N-Digits events (2x32x32, T 8, 16 tokens): CPU-sized."""
-    return dict(img_size=32, in_channels=2, embed_dim=64, depth=2, num_heads=4, T=8,
-                sps_pool=(True, True, True, False), attn_scale=0.25)
+    return dict(NDIGITS_SIZE, attn_scale=0.25)
 
 
 @register_model("spikformer")
 def test_spikformer():
     """Tiny Spikformer-1-32 for tests (2x32x32 events, T 2, 16 tokens)."""
-    return dict(img_size=32, in_channels=2, embed_dim=32, depth=1, num_heads=2, T=2,
-                sps_pool=(False, True, True, True))
+    return dict(TEST_SIZE)

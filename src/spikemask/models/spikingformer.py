@@ -18,7 +18,7 @@ per block).
 from __future__ import annotations
 
 from .registry import register_family, register_model
-from .transformer import SpikingTransformer, TransformerConfig
+from .transformer import NDIGITS_SIZE, TEST_SIZE, SpikingTransformer, TransformerConfig
 
 __all__: list[str] = []
 
@@ -75,12 +75,10 @@ def spikingformer_8_768():
 @register_model("spikingformer")
 def spikingformer_2_64_ndigits():
     """Small Spikingformer-2-64 for the bundled N-Digits events (2x32x32, T 8, 16 tokens): CPU-sized."""
-    return dict(_BASE, img_size=32, in_channels=2, embed_dim=64, depth=2, num_heads=4, T=8,
-                sps_pool=(True, True, True, False))
+    return dict(_BASE, **NDIGITS_SIZE)
 
 
 @register_model("spikingformer")
 def test_spikingformer():
     """Tiny Spikingformer-1-32 for tests (2x32x32 events, T 2, 16 tokens)."""
-    return dict(_BASE, img_size=32, in_channels=2, embed_dim=32, depth=1, num_heads=2, T=2,
-                sps_pool=(False, True, True, True))
+    return dict(_BASE, **TEST_SIZE)

@@ -36,6 +36,12 @@ __all__ = ["TransformerConfig", "SASAConfig", "SpikingTransformer", "MLP", "Bloc
 HEADS = ("avgpool_fc", "sn_avgpool_fc", "fc_avgpool", "sn_fc_avgpool")
 
 
+# the sizes every family registers a variant of (one size per use, so the families compare side by side)
+NDIGITS_SIZE = dict(img_size=32, in_channels=2, embed_dim=64, depth=2, num_heads=4, T=8,
+                    sps_pool=(True, True, True, False))  # the bundled N-Digits events: CPU-sized
+TEST_SIZE = dict(img_size=32, in_channels=2, embed_dim=32, depth=1, num_heads=2, T=2,
+                 sps_pool=(False, True, True, True))  # tiny, for tests
+
 # [T, B, N, D] mask sites besides Q, K and V (structured masks drop whole tokens or channels there)
 TOKEN_SITES = ("attn.kv", "attn.q_agg", "attn.k_agg", "attn.vector", "mlp.hidden", "mlp.hidden_pre")
 
