@@ -311,3 +311,26 @@ def write_standalone(res: dict[str, Any], section: str, script: str) -> None:
     if res["output"] != "-":
         replace_section(Path(res["output"]), section, script, res["table"], res["seconds"])
         print(f"wrote section '{section}' of {res['output']}")
+
+
+def training_step(model: torch.nn.Module, call: Callable[[Any], Any], opt: Any, x: Any, y: Any) -> Callable[[], None]:
+    """One timed training step: train mode, zero grads, cross-entropy of ``call(x)`` against ``y``, backward, step."""
+    import torch.nn.functional as F
+
+    def step() -> None:
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(call(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def inference(model: torch.nn.Module, call: Callable[[Any], Any], x: Any) -> Callable[[], None]:
+    """One timed inference pass: eval mode, ``call(x)`` without autograd."""
+    def run() -> None:
+        model.eval()
+        with torch.no_grad():
+            call(x)
+
+    return run

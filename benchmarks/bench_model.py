@@ -31,10 +31,12 @@ from _common import (
     fmt_ms,
     fmt_ratio,
     format_table,
+    inference,
     interleaved,
     parse_bench_args,
     peak_alloc_bytes,
     ratio_stats,
+    training_step,
 )
 from torch import nn
 
@@ -117,29 +119,12 @@ def bench_case(variant: str, T: int, B: int, side: int, repeat: int, warmup: int
     # BN running stats move in train mode: both models see the same batches, so they stay equal
     d_logits, d_grad = _check(ours, sj, x, y)
 
-    def train_step(model, call, opt):
-        def step():
-            model.train()
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(call(x), y).backward()
-            opt.step()
-
-        return step
-
-    def infer(model, call):
-        def run():
-            model.eval()
-            with torch.no_grad():
-                call(x)
-
-        return run
-
     calls = {"ours": ours, "sj": _sj_call(sj)}
     models = {"ours": ours, "sj": sj}
     opts = {n: torch.optim.AdamW(m.parameters(), lr=1e-4) for n, m in models.items()}
-    steps = {n: train_step(models[n], calls[n], opts[n]) for n in calls}
+    steps = {n: training_step(models[n], calls[n], opts[n], x, y) for n in calls}
     t_train = interleaved(steps, repeat=repeat, warmup=warmup)
-    t_infer = interleaved({n: infer(models[n], calls[n]) for n in calls}, repeat=repeat, warmup=warmup)
+    t_infer = interleaved({n: inference(models[n], calls[n], x) for n in calls}, repeat=repeat, warmup=warmup)
     # optimizer state exists after the timed steps, so the peak is that of a steady-state step
     peak = {n: peak_alloc_bytes(steps[n]) for n in calls}
     return {

@@ -67,11 +67,13 @@ from _common import (
     fmt_ms,
     fmt_ratio,
     format_table,
+    inference,
     interleaved,
     machine_info,
     peak_alloc_bytes,
     ratio_stats,
     set_threads,
+    training_step,
     write_standalone,
 )
 from torch import nn
@@ -231,30 +233,9 @@ def bench_cell(T: int, B: int, repeat: int, warmup: int) -> dict[str, Any]:
     models = {"ours": ours, "sj": sj}
     opts = {n: torch.optim.AdamW(m.parameters(), lr=1e-4) for n, m in models.items()}
 
-    def train_step(n):
-        model, call, opt = models[n], calls[n], opts[n]
-
-        def step():
-            model.train()
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(call(x), y).backward()
-            opt.step()
-
-        return step
-
-    def infer(n):
-        model, call = models[n], calls[n]
-
-        def run():
-            model.eval()
-            with torch.no_grad():
-                call(x)
-
-        return run
-
-    steps = {n: train_step(n) for n in calls}
+    steps = {n: training_step(models[n], calls[n], opts[n], x, y) for n in calls}
     t_train = interleaved(steps, repeat=repeat, warmup=warmup)
-    t_infer = interleaved({n: infer(n) for n in calls}, repeat=repeat, warmup=warmup)
+    t_infer = interleaved({n: inference(models[n], calls[n], x) for n in calls}, repeat=repeat, warmup=warmup)
     peak = {n: peak_alloc_bytes(steps[n]) for n in calls}  # after the timed steps: optimizer state exists
     per = {k: {n: Timing(n, [s / B for s in t.rounds]) for n, t in d.items()}
            for k, d in (("train", t_train), ("infer", t_infer))}
