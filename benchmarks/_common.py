@@ -334,3 +334,54 @@ def inference(model: torch.nn.Module, call: Callable[[Any], Any], x: Any) -> Cal
             call(x)
 
     return run
+
+
+def gemm_peak_flops(n: int = 1024, rounds: int = 5, min_block_s: float = 0.2) -> float:
+    """Best fp32 ``torch.mm`` throughput (FLOP/s) of an ``n``³ product over ``rounds`` timed blocks."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    torch.mm(a, b, out=out)
+    t0 = time.perf_counter()
+    torch.mm(a, b, out=out)
+    number = max(1, int(min_block_s / max(time.perf_counter() - t0, 1e-9)))
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            torch.mm(a, b, out=out)
+        best = min(best, (time.perf_counter() - t0) / number)
+    return 2.0 * n ** 3 / best
+
+
+def dense_flops_per_sample(model: torch.nn.Module, T: int) -> float:
+    """Forward FLOPs of one sample, every input treated as firing (spikemask's dense count, 2 per MAC)."""
+    from spikemask.energy import dense_energy
+
+    return 2.0 * T * float(dense_energy(model, T=T)["totals"]["dense_macs_per_step"])
+
+
+CACHE = Path(__file__).resolve().parent / ".cache"  # trained benchmark models (git-ignored)
+
+
+def trained_ndigits(name: str, epochs: int = 5) -> tuple[torch.nn.Module, Any]:
+    """(model in eval mode, its test batches [T, B, ...] of 64) of ``name`` trained on the bundled N-Digits by
+    spikemask's own loop (preset ``spikformer_ndigits`` with ``model.name=name``, ``epochs`` epochs, seed 0,
+    unmasked), so benchmarks see a trained model's real firing rates. Trained once (a few minutes on 2 cores,
+    the data set is built on first use) and cached in ``benchmarks/.cache/<name>_e<epochs>/``."""
+    from torch.utils.data import DataLoader, Subset
+
+    from spikemask.data import get_dataset
+    from spikemask.train import fit, load_model, load_run_config
+    from spikemask.train.evaluate import TimeFirstBatches
+
+    run = f"{name}_e{epochs}"
+    if not (CACHE / run / "final.json").exists():
+        print(f"training {name} for {epochs} epochs on N-Digits (cached in {CACHE / run}) ...", flush=True)
+        cfg = load_run_config("spikformer_ndigits", [f"model.name={name}", f"schedule.epochs={epochs}",
+                                                     f"out_dir={CACHE}", f"name={run}", "train.eval_mask_seeds=1",
+                                                     "device=cpu"])
+        fit(cfg, overwrite=True)
+    model, _ = load_model(CACHE / run / "last.pt")
+    ds = get_dataset("ndigits", split="test", T=model.config.T)
+    loader = DataLoader(Subset(ds, range(0, len(ds), max(1, len(ds) // 64))[:64]), batch_size=64)
+    return model.eval(), [x for x, _ in TimeFirstBatches(loader, None)]

@@ -2,11 +2,13 @@
 
 Linears of Spikformer's shapes (D 256, MLP ratio 4): 256->256 (q/k/v/proj), 256->1024 (fc1), 1024->256
 (fc2), fed ``[T*B*N, in]`` = ``[8*8*64, in]`` rows (``--quick``: ``[8*2*64, in]``) of i.i.d. spikes at
-densities 1 .. 50 %, eval, ``no_grad``, fp32. Per shape and density, interleaved rounds of:
+densities 1 .. 50 %, eval, ``no_grad``, fp32, and 256->1024 fed spike counts 1-3 (Spikformer's residual
+stream: the gather-add weighted by the counts). Per shape and density, interleaved rounds of:
 
 * ``dense``: ``F.linear(x, W, b)`` (the BLAS GEMM);
-* ``event``: ``event_linear(x, W, b, table=Wᵀ, reuse=False)``: the binary check, the event list built
-  from ``x`` (NumPy ``flatnonzero`` + ``searchsorted``) and the ``embedding_bag`` gather-add, all of it;
+* ``event``: ``event_linear(x, W, b, table=Wᵀ, reuse=False)``: the ``!= 0`` pass, the event list built
+  from it (NumPy ``flatnonzero`` + ``searchsorted``), the kind check on the events' values and the
+  ``embedding_bag`` gather-add, all of it;
 * ``bag``: the ``embedding_bag`` alone over a given event list (what a spiking layer that emits its
   events directly would pay).
 
@@ -14,14 +16,21 @@ densities 1 .. 50 %, eval, ``no_grad``, fp32. Per shape and density, interleaved
 crossover is the density where ``dense/event`` falls through 1 (linear interpolation between the measured
 densities). The outputs are checked equal to F.linear (atol 1e-5 x magnitude) before timing.
 
-Whole models: ``spikformer_2_64_ndigits`` and ``spikingformer_2_64_ndigits`` (T 8, batch 32 (quick 8),
-random Poisson(0.4) event counts, BatchNorm statistics calibrated on that input as in ``bench_attention.py``,
-eval, ``no_grad``), engine ``dense`` vs ``event`` with the same weights: logits checked equal (atol 1e-4),
-then forward time ratio and the density each event-capable linear saw.
+Whole models, inference forward (eval, ``no_grad``), engines ``dense``, ``event`` and ``auto`` on the same
+weights and input (logits checked equal, atol 1e-4), at real firing rates:
 
-Run: ``.venv/bin/python benchmarks/bench_event.py [--quick] [--repeat N] [--threads N]`` (full ~2 min on
-2 vCPUs, quick ~30 s); run as a script it replaces its section of ``results.md`` (``--output``) and writes
-``event_crossover.png`` (``--plot``; none with ``--quick`` unless given).
+* ``spikformer_2_64_ndigits`` and ``spikingformer_2_64_ndigits`` trained on the bundled N-Digits (5 epochs by
+  spikemask's own loop, cached in ``benchmarks/.cache/``; the first full run trains them, a few minutes), fed
+  64 test clips (T 8); ``--quick``: untrained, BN calibrated on Poisson(0.4) events, batch 16;
+* ``spikformer_2_256_dvs`` (128², T 16, batch 1; quick T 4), BN calibrated on Poisson(0.3) event counts.
+
+Per model: the density each event-capable linear saw, the share of the dense forward spent in those linears
+(the Amdahl limit of any linear-only speedup), and the dense bound (the model's dense FLOPs over the best fp32
+``torch.mm`` throughput, as in ``bench_sj_spikformer.py``).
+
+Run: ``.venv/bin/python benchmarks/bench_event.py [--quick] [--repeat N] [--threads N]`` (full ~4 min on
+2 vCPUs plus the first training, quick ~40 s); run as a script it replaces its section of ``results.md``
+(``--output``) and writes ``event_crossover.png`` (``--plot``; none with ``--quick`` unless given).
 """
 
 from __future__ import annotations
@@ -51,21 +60,25 @@ DENSITIES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 MODELS = ("spikformer_2_64_ndigits", "spikingformer_2_64_ndigits")
 
 
-def bench_linear(rows: int, i: int, o: int, density: float, repeat: int) -> dict[str, Any]:
-    from spikemask.engine import _gather_add, event_linear, event_list
+def bench_linear(rows: int, i: int, o: int, density: float, repeat: int, counts: bool = False) -> dict[str, Any]:
+    from spikemask.engine import _Events, _gather_add, event_linear
 
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(rows, i, generator=g) < density).float()  # [T*B*N, in]
+    if counts:  # spike counts 1..3 where x fires: Spikformer's residual stream (the weighted gather-add)
+        x *= torch.randint(1, 4, x.shape, generator=g).float()
     w, b = torch.randn(o, i, generator=g) / i ** 0.5, torch.randn(o, generator=g)
     table = w.t().contiguous()  # [in, out]
-    events = event_list(x != 0)
+    ev = _Events(x)
+    events, weights = ev.list(), ev.weights()
     ref = F.linear(x, w, b)
     ok = torch.allclose(event_linear(x, w, b, table=table, reuse=False), ref, rtol=0,
                         atol=1e-5 * max(1.0, float(ref.abs().max())))
     fns = {"dense": lambda: F.linear(x, w, b), "event": lambda: event_linear(x, w, b, table=table, reuse=False),
-           "bag": lambda: _gather_add(events, table, b, x.shape[:-1])}
+           "bag": lambda: _gather_add(events, table, b, x.shape[:-1], weights)}
     t = interleaved(fns, repeat=repeat)
-    return {"shape": f"{i}->{o}", "density": density, "equal": ok, "measured_density": float(x.mean()),
+    return {"shape": f"{i}->{o}" + (" counts" if counts else ""), "density": density, "equal": ok,
+            "measured_density": float((x != 0).float().mean()),
             **{f"{k}_s": v.median for k, v in t.items()},
             "event_ratio": ratio_stats(t["dense"], t["event"]), "bag_ratio": ratio_stats(t["dense"], t["bag"])}
 
@@ -79,38 +92,97 @@ def crossover(rows: list[dict[str, Any]]) -> float | None:
     return None if pts[0][1] >= 1 else 0.0
 
 
-def bench_model(name: str, batch: int, repeat: int) -> dict[str, Any]:
-    import spikemask as sm
+def _linear_share(model: torch.nn.Module, x: torch.Tensor, repeat: int = 3) -> float:
+    """Fraction of a forward's time spent inside the event-capable linears (forward hooks with a clock): what
+    any linear-only speedup is limited by (Amdahl)."""
     from spikemask.engine import Linear
 
-    torch.manual_seed(0)
-    dense = sm.create_model(name)
-    x = torch.poisson(torch.full((dense.config.T, batch, 2, 32, 32), 0.4))  # [T, B, 2, 32, 32] event counts
-    calibrate_bn(dense, [x])
-    event = sm.create_model(name, engine="event")
-    event.load_state_dict(dense.state_dict())
-    event.eval()
-    seen: dict[str, list[float]] = {}
+    spent, starts = [0.0], {}
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, Linear):
+            hooks.append(m.register_forward_pre_hook(lambda mod, a: starts.__setitem__(mod, time.perf_counter())))
+            hooks.append(m.register_forward_hook(
+                lambda mod, a, o: spent.__setitem__(0, spent[0] + time.perf_counter() - starts[mod])))
+    best = 1.0
+    with torch.no_grad():
+        for _ in range(repeat):
+            spent[0] = 0.0
+            t0 = time.perf_counter()
+            model(x)
+            best = min(best, spent[0] / (time.perf_counter() - t0))
+    for h in hooks:
+        h.remove()
+    return best
+
+
+def bench_model(label: str, dense: torch.nn.Module, x: torch.Tensor, repeat: int, gemm: float) -> dict[str, Any]:
+    """Engines ``dense``, ``event`` and ``auto`` on the same weights and input ``x`` (time-first)."""
+    import copy
+
+    from _common import dense_flops_per_sample
+
+    from spikemask.engine import Linear, set_engine
+
+    dense = dense.eval()
+    set_engine(dense, "dense")
+    event, auto = copy.deepcopy(dense), copy.deepcopy(dense)
+    set_engine(event, "event")
+    set_engine(auto, "auto")
+    seen: dict[str, list[Any]] = {}
 
     def record(mod_name):
         def hook(m, args, out):
             a = args[0]
-            binary = bool(torch.equal(a, (a != 0).to(a.dtype)))
-            seen[mod_name] = [float((a != 0).float().mean()), binary, m.last_path]
+            seen[mod_name] = [float((a != 0).float().mean()), m.last_path]
         return hook
 
     hooks = [m.register_forward_hook(record(n)) for n, m in event.named_modules() if isinstance(m, Linear)]
     with torch.no_grad():
-        ref, out = dense(x), event(x)
+        ref, out, out_auto = dense(x), event(x), auto(x)
     for h in hooks:
         h.remove()
-    ok = torch.allclose(out, ref, rtol=0, atol=1e-4)
+    ok = torch.allclose(out, ref, rtol=0, atol=1e-4) and torch.allclose(out_auto, ref, rtol=0, atol=1e-4)
     with torch.no_grad():
-        t = interleaved({"dense": lambda: dense(x), "event": lambda: event(x)}, repeat=repeat)
-    rates = [v[0] for v in seen.values() if v[2] == "event"]
-    return {"model": name, "batch": batch, "equal": ok, "dense_s": t["dense"].median, "event_s": t["event"].median,
-            "ratio": ratio_stats(t["dense"], t["event"]), "event_layers": len(rates), "layers": len(seen),
-            "mean_density": sum(rates) / len(rates) if rates else float("nan")}
+        t = interleaved({"dense": lambda: dense(x), "event": lambda: event(x), "auto": lambda: auto(x)},
+                        repeat=repeat)
+    rates = [v[0] for v in seen.values() if v[1] == "event"]
+    T, B = x.shape[:2]
+    bound = dense_flops_per_sample(dense, T) * B / gemm
+    return {"model": label, "T": T, "batch": B, "equal": ok, "dense_s": t["dense"].median,
+            "event_s": t["event"].median, "auto_s": t["auto"].median, "bound_s": bound,
+            "ratio": ratio_stats(t["dense"], t["event"]), "auto_ratio": ratio_stats(t["dense"], t["auto"]),
+            "event_layers": len(rates), "layers": len(seen),
+            "mean_density": sum(rates) / len(rates) if rates else float("nan"),
+            "linear_share": _linear_share(dense, x)}
+
+
+def model_cases(quick: bool) -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
+    """(label, model, input): the N-Digits models trained (full run; quick: untrained, BN calibrated) at the
+    firing rates of 64 test clips, and Spikformer-2-256 (DVS 128², T 16, batch 1; quick T 4) BN-calibrated on
+    Poisson(0.3) event counts."""
+    from _common import trained_ndigits
+
+    import spikemask as sm
+
+    cases = []
+    for name in MODELS:
+        if quick:
+            torch.manual_seed(0)
+            m = sm.create_model(name)
+            x = torch.poisson(torch.full((m.config.T, 16, 2, 32, 32), 0.4))
+            calibrate_bn(m, [x])
+            cases.append((f"{name} (calibrated)", m, x))
+        else:
+            m, batches = trained_ndigits(name)
+            cases.append((f"{name} (trained)", m, batches[0]))
+    T = 4 if quick else 16
+    torch.manual_seed(0)
+    m = sm.create_model("spikformer_2_256_dvs", T=T)
+    x = torch.poisson(torch.full((T, 1, 2, 128, 128), 0.3))
+    calibrate_bn(m, [x])
+    cases.append(("spikformer_2_256_dvs (calibrated)", m, x))
+    return cases
 
 
 def tables(lin: list[dict[str, Any]], models: list[dict[str, Any]], rows: int, info: dict[str, Any],
@@ -120,20 +192,24 @@ def tables(lin: list[dict[str, Any]], models: list[dict[str, Any]], rows: int, i
             f"load average (1 min) {info.get('load_avg_1m')} at the start. Rows {rows}"
             f"{' (--quick)' if rows < 8 * 8 * 64 else ''}, fp32, i.i.d. spikes.")
     out.append(head)
-    for i, o in SHAPES:
-        rs = [r for r in lin if r["shape"] == f"{i}->{o}"]
-        cross[f"{i}->{o}"] = crossover(rs)
+    for shape in dict.fromkeys(r["shape"] for r in lin):
+        rs = [r for r in lin if r["shape"] == shape]
+        cross[shape] = crossover(rs)
         body = [[f"{r['density']:.0%}", "yes" if r["equal"] else "NO", fmt_ms(r["dense_s"]), fmt_ms(r["event_s"]),
                  fmt_ms(r["bag_s"]), fmt_ratio(*r["event_ratio"]), fmt_ratio(*r["bag_ratio"])] for r in rs]
-        c = cross[f"{i}->{o}"]
-        title = f"Linear {i}->{o}: crossover (dense/event = 1) at " + ("> 50 %" if c is None else f"{c:.0%}")
+        c = cross[shape]
+        title = f"Linear {shape}: crossover (dense/event = 1) at " + ("> 50 %" if c is None else f"{c:.0%}")
         out.append(format_table(["density", "equal", "dense ms", "event ms", "bag ms", "dense/event", "dense/bag"],
                                 body, title))
-    body = [[m["model"], m["batch"], "yes" if m["equal"] else "NO", f"{m['event_layers']}/{m['layers']}",
-             f"{m['mean_density']:.1%}", fmt_ms(m["dense_s"]), fmt_ms(m["event_s"]), fmt_ratio(*m["ratio"])]
+    body = [[m["model"], m["T"], m["batch"], "yes" if m["equal"] else "NO", f"{m['event_layers']}/{m['layers']}",
+             f"{m['mean_density']:.1%}", f"{m['linear_share']:.0%}", fmt_ms(m["dense_s"]), fmt_ms(m["event_s"]),
+             fmt_ms(m["auto_s"]), fmt_ratio(*m["ratio"]), fmt_ratio(*m["auto_ratio"]), fmt_ms(m["bound_s"]),
+             f"{m['event_s'] / m['bound_s']:.2f}"]
             for m in models]
-    out.append(format_table(["model (T 8)", "batch", "logits equal", "event layers", "their density", "dense ms",
-                             "event ms", "dense/event"], body, "Whole model, inference forward (no_grad)"))
+    out.append(format_table(["model", "T", "batch", "logits equal", "event layers", "their density",
+                             "linears' share (dense)", "dense ms", "event ms", "auto ms", "dense/event", "dense/auto",
+                             "dense bound ms", "event/bound"], body,
+                            "Whole model, inference forward (no_grad): engines on the same weights and input"))
     return "\n".join(out), cross
 
 
@@ -144,11 +220,12 @@ def plot(lin: list[dict[str, Any]], path: Path, info: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for (i, o), color in zip(SHAPES, ("tab:blue", "tab:orange", "tab:green")):
-        rs = [r for r in lin if r["shape"] == f"{i}->{o}"]
+    shapes = list(dict.fromkeys(r["shape"] for r in lin))
+    for shape, color in zip(shapes, ("tab:blue", "tab:orange", "tab:green", "tab:red")):
+        rs = [r for r in lin if r["shape"] == shape]
         d = [r["density"] * 100 for r in rs]
-        ax.plot(d, [r["event_ratio"][0] for r in rs], "o-", color=color, label=f"{i}->{o} event (with list build)")
-        ax.plot(d, [r["bag_ratio"][0] for r in rs], "--", color=color, alpha=0.6, label=f"{i}->{o} gather-add only")
+        ax.plot(d, [r["event_ratio"][0] for r in rs], "o-", color=color, label=f"{shape} event (with list build)")
+        ax.plot(d, [r["bag_ratio"][0] for r in rs], "--", color=color, alpha=0.6, label=f"{shape} gather-add only")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -175,7 +252,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     info = machine_info()
     rows = 8 * (2 if args.quick else 8) * 64  # T * B * N
     lin = [bench_linear(rows, i, o, d, repeat) for i, o in SHAPES for d in DENSITIES]
-    models = [bench_model(name, 8 if args.quick else 32, repeat) for name in MODELS]
+    lin += [bench_linear(rows, 256, 1024, d, repeat, counts=True) for d in DENSITIES]
+    from _common import gemm_peak_flops
+
+    gemm = gemm_peak_flops(rounds=3 if args.quick else 5)
+    models = [bench_model(label, m, x, repeat, gemm) for label, m, x in model_cases(args.quick)]
     text, cross = tables(lin, models, rows, info, repeat)
     print(f"bench_event: torch threads = {threads}, rounds = {repeat}")
     print(text)

@@ -63,10 +63,12 @@ import torch
 import torch.nn.functional as F
 from _common import (
     Timing,
+    dense_flops_per_sample,
     fmt_bytes,
     fmt_ms,
     fmt_ratio,
     format_table,
+    gemm_peak_flops,
     inference,
     interleaved,
     machine_info,
@@ -197,30 +199,6 @@ def _check(ours: nn.Module, sj: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     ours.zero_grad(set_to_none=True)
     sj.zero_grad(set_to_none=True)
     return {"blocks_out": d_tokens, "grad": dg, "logits": d_logits}
-
-
-def gemm_peak_flops(n: int = 1024, rounds: int = 5, min_block_s: float = 0.2) -> float:
-    """Best fp32 ``torch.mm`` throughput (FLOP/s) of an ``n``³ product over ``rounds`` timed blocks."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
-    torch.mm(a, b, out=out)
-    t0 = time.perf_counter()
-    torch.mm(a, b, out=out)
-    number = max(1, int(min_block_s / max(time.perf_counter() - t0, 1e-9)))
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            torch.mm(a, b, out=out)
-        best = min(best, (time.perf_counter() - t0) / number)
-    return 2.0 * n ** 3 / best
-
-
-def dense_flops_per_sample(model: nn.Module, T: int) -> float:
-    """Forward FLOPs of one sample, every input treated as firing (spikemask's dense count, 2 per MAC)."""
-    from spikemask.energy import dense_energy
-
-    return 2.0 * T * float(dense_energy(model, T=T)["totals"]["dense_macs_per_step"])
 
 
 def bench_cell(T: int, B: int, repeat: int, warmup: int) -> dict[str, Any]:

@@ -1,26 +1,28 @@
-"""Structured masks and time: does dropping whole tokens at ``mlp.hidden`` make inference faster?
+"""Masking ratio against inference time, per masking mode: does a dropped spike save time?
 
-``spikformer_2_64_ndigits`` (2 blocks, D 64, hidden 256, 16 tokens), untrained, BatchNorm statistics set
-from the benchmark input (as in ``bench_energy.py``), eval, ``torch.no_grad``, T 8, batch 32, input
-event counts ``~ Poisson(0.4)`` ``[8, 32, 2, 32, 32]``. Variants, all masking only ``mlp.hidden`` (the
-input of fc2), masks seeded and per step:
+``spikformer_2_64_ndigits`` trained on the bundled N-Digits (5 epochs, cached in ``benchmarks/.cache/``, as in
+``bench_event.py``), fed 64 test clips (T 8), eval, ``torch.no_grad``; ``--quick``: untrained, BN calibrated on
+Poisson(0.4) events, batch 16. Random Spike Masking applied at inference, seeded, per step, in these modes:
 
-* ``none``: no mask.
-* ``element τ``: the papers' RSM (one Bernoulli per element).
-* ``token τ``: ``MaskConfig(structure="token")``, whole tokens dropped (all 256 hidden features).
-* ``token τ + skip``: the same, with fc2 a :class:`~spikemask.skipping.TokenSkipLinear`
-  (``skip_dropped_tokens``): it multiplies only the token rows that hold a spike (gather, one smaller
-  matmul, scatter back). Checked to give the same logits as ``token τ`` (same seeds) before timing.
+* ``element (papers' sites)``: the papers' RSM, one Bernoulli per element at the default sites (``attn.q``,
+  ``attn.k``, ``attn.scores``, ``mlp.hidden``);
+* ``element``, ``token``, ``channel`` at ``mlp.hidden`` (fc2's input): per element, whole tokens (all hidden
+  features of a token), whole channels (a hidden feature for every token).
 
-Measured: the whole forward (median over interleaved rounds, ``none/x`` per-round ratio, > 1: x faster),
-and fc2 alone on the hidden spikes the masked model actually feeds it (``dense`` ``nn.Linear`` vs the
-skipping one): the layer whose work the mask removes. Counted fc2 events (spikemask ``EnergyCounter``) are
-given as a fraction of the unmasked model's. The dense path never gets faster from a mask (a zero is
-multiplied like any number); the saving in time needs work that skips, here by gathering whole tokens,
-in general the event path (``spikemask.engine``, being written separately, not used here).
+at τ 0.3, 0.5, 0.7, 0.9 (quick: 0.5, 0.7), all on the event engine (``spikemask.engine``: fc2 gathers only the
+weight rows of the spikes that survive), plus the papers' mode on the dense engine at the same ratios, which
+shows what masking does to time when every zero is still multiplied.
+
+Measured per variant: the forward time against the unmasked model on the same engine (interleaved rounds,
+median per-round ratio), and the operations (SOPs + MACs, spikemask's ``EnergyCounter``, same input and mask
+seed) against the unmasked model's. ``time saved`` = 1 - t / t_unmasked, ``ops saved`` = 1 - ops / ops_unmasked.
+The issue's target: at τ 0.7 (or structured at the same keep rate), time saved >= half the ops saved.
+Logits of every event variant are checked equal to the dense engine's with the same masks before timing.
+Plot: ``mask_time.png`` (time and ops relative to unmasked, against τ, per mode).
 
 Run: ``.venv/bin/python benchmarks/bench_structured_masks.py [--quick] [--repeat N] [--threads N]``
-(quick ~30 s on 2 shared vCPUs; writes its section of ``results.md`` / ``results-quick.md``).
+(full ~3 min on 2 vCPUs after the cached training, quick ~40 s; writes its section of ``results.md`` /
+``results-quick.md``).
 """
 
 from __future__ import annotations
@@ -40,140 +42,129 @@ from _common import (
     machine_info,
     parse_bench_args,
     ratio_stats,
+    trained_ndigits,
     write_standalone,
 )
 
 HERE = Path(__file__).resolve().parent
-SECTION = "Structured masks: token masking and time"
-MODEL, T, BATCH, SITE = "spikformer_2_64_ndigits", 8, 32, "mlp.hidden"
-RATIOS_FULL, RATIOS_QUICK = (0.5, 0.7), (0.5, 0.7)
+SECTION = "Masking ratio against inference time, per masking mode"
+MODEL = "spikformer_2_64_ndigits"
+PAPER_SITES = ("attn.q", "attn.k", "attn.scores", "mlp.hidden")
+MODES = {  # label -> (engine, structure, sites)
+    "element (papers' sites)": ("event", "element", PAPER_SITES),
+    "element mlp.hidden": ("event", "element", ("mlp.hidden",)),
+    "token mlp.hidden": ("event", "token", ("mlp.hidden",)),
+    "channel mlp.hidden": ("event", "channel", ("mlp.hidden",)),
+    "element (papers' sites), dense engine": ("dense", "element", PAPER_SITES),
+}
+RATIOS_FULL, RATIOS_QUICK = (0.3, 0.5, 0.7, 0.9), (0.5, 0.7)
 
 
-def _variants(ratios: tuple[float, ...]) -> dict[str, dict[str, Any]]:
-    out = {"none": {"ratio": 0.0, "structure": "element", "skip": False}}
-    out[f"element {ratios[0]:g}"] = {"ratio": ratios[0], "structure": "element", "skip": False}
-    for r in ratios:
-        out[f"token {r:g}"] = {"ratio": r, "structure": "token", "skip": False}
-        out[f"token {r:g} + skip"] = {"ratio": r, "structure": "token", "skip": True}
-    return out
-
-
-def build(variants: dict[str, dict[str, Any]], x: torch.Tensor) -> dict[str, torch.nn.Module]:
+def model_and_input(quick: bool) -> tuple[torch.nn.Module, torch.Tensor, str]:
     import spikemask as sm
-    from spikemask.skipping import skip_dropped_tokens
 
-    torch.manual_seed(0)
-    base = sm.create_model(MODEL, T=T).eval()
-    calibrate_bn(base, [x])
-    models = {}
-    for name, v in variants.items():
-        m = copy.deepcopy(base)
-        if v["ratio"]:
-            sm.apply_rsm(m, ratio=v["ratio"], sites=[SITE], structure=v["structure"], seed=0)
-        if v["skip"]:
-            skip_dropped_tokens(m)
-        models[name] = m.eval()
-    return models
+    if quick:
+        torch.manual_seed(0)
+        model = sm.create_model(MODEL)
+        x = torch.poisson(torch.full((model.config.T, 16, 2, 32, 32), 0.4))
+        calibrate_bn(model, [x])
+        return model.eval(), x, "untrained, BN calibrated on Poisson(0.4) events"
+    model, batches = trained_ndigits(MODEL)
+    return model, batches[0], "trained 5 epochs on N-Digits, 64 test clips"
 
 
-def _fc2_inputs(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    seen, handles = [], []
-    for name, mod in model.named_modules():
-        if name.endswith("mlp.fc2"):
-            handles.append(mod.register_forward_hook(lambda _m, a, _o: seen.append(a[0])))
-    with torch.no_grad():
-        model(x)
-    for h in handles:
-        h.remove()
-    return seen
+def variant(base: torch.nn.Module, engine: str, structure: str, sites: tuple[str, ...], ratio: float):
+    import spikemask as sm
+    from spikemask.engine import set_engine
+
+    m = copy.deepcopy(base).eval()
+    set_engine(m, engine)
+    if ratio:
+        sm.apply_rsm(m, ratio=ratio, sites=list(sites), structure=structure, seed=0, mode="always")
+    return m
 
 
-def _fc2_events(model: torch.nn.Module, x: torch.Tensor) -> float:
-    from spikemask.energy import EnergyCounter
+def ops(model: torch.nn.Module, x: torch.Tensor) -> float:
+    from spikemask.energy import measure_energy
 
-    with EnergyCounter(model) as counter, torch.no_grad():
-        model(x)
-    return sum(s.exact for n, s in counter.layers.items() if n.endswith("mlp.fc2"))
+    totals = measure_energy(model, [x], mask_seeds=[0])["totals"]
+    return float(totals["sops"] + totals["macs"])
 
 
-def run(repeat: int, ratios: tuple[float, ...]) -> dict[str, Any]:
-    from spikemask.masking import TokenSkipLinear
-
-    torch.manual_seed(0)
-    x = torch.poisson(torch.full((T, BATCH, 2, 32, 32), 0.4))  # event counts [T, B, 2, H, W]
-    variants = _variants(ratios)
-    models = build(variants, x)
-    checks = {}
-    for name, v in variants.items():  # equivalence before speed
-        if v["skip"]:
-            dense = models[name.removesuffix(" + skip")]
-            with torch.no_grad():
-                dense.reseed_masks(0)
-                a = dense(x)
-                models[name].reseed_masks(0)
-                b = models[name](x)
-            checks[name] = float((a - b).abs().max())
-            if checks[name] > 1e-4:
-                raise RuntimeError(f"{name}: logits differ from the dense path by {checks[name]:.2e}")
-
-    def fwd(m):
-        def call():
-            with torch.no_grad():
-                return m(x)
-        return call
-
-    t = interleaved({k: fwd(m) for k, m in models.items()}, repeat=repeat, warmup=1)
-    events = {k: _fc2_events(m, x) for k, m in models.items()}
-    # fc2 alone, on the hidden spikes of each token-masked model: dense Linear vs the row-skipping one
-    layer = {}
-    for name, v in variants.items():
-        if v["structure"] != "token" or v["skip"]:
-            continue
-        hs = _fc2_inputs(models[name], x)  # one [T, B, N, hidden] per block
-        fc = models[name].blocks[0].mlp.fc2
-        skip = copy.deepcopy(fc)
-        skip.__class__ = TokenSkipLinear
-
-        def lin(mod, hs=hs):
-            def call():
+def run(repeat: int, ratios: tuple[float, ...], quick: bool) -> dict[str, Any]:
+    base, x, what = model_and_input(quick)
+    refs = {e: variant(base, e, "element", PAPER_SITES, 0.0) for e in ("event", "dense")}
+    ref_ops = ops(refs["event"], x)
+    rows = []
+    for label, (engine, structure, sites) in MODES.items():
+        for r in ratios:
+            m = variant(base, engine, structure, sites, r)
+            check = None
+            if engine == "event":  # the same masks on the dense engine: the same logits
+                d = variant(base, "dense", structure, sites, r)
                 with torch.no_grad():
-                    return [mod(h) for h in hs]
-            return call
+                    m.reseed_masks(0)
+                    d.reseed_masks(0)
+                    check = float((m(x) - d(x)).abs().max())
+                if check > 1e-4:
+                    raise RuntimeError(f"{label} τ={r}: event and dense logits differ by {check:.2e}")
 
-        rows = sum(int(h.reshape(-1, h.shape[-1]).any(dim=1).sum()) for h in hs) / sum(
-            h.numel() // h.shape[-1] for h in hs)
-        lt = interleaved({"dense": lin(fc), "skip": lin(skip)}, repeat=repeat, warmup=1)
-        layer[name] = {"dense_s": lt["dense"].median, "skip_s": lt["skip"].median,
-                       "ratio": ratio_stats(lt["dense"], lt["skip"]), "live_rows": rows}
-    base_rows = sum(int(h.reshape(-1, h.shape[-1]).any(dim=1).sum()) for h in _fc2_inputs(models["none"], x))
-    base_rows /= sum(h.numel() // h.shape[-1] for h in _fc2_inputs(models["none"], x))
-    return {"variants": variants, "median_s": {k: v.median for k, v in t.items()},
-            "rounds_s": {k: v.rounds for k, v in t.items()},
-            "none_over": {k: ratio_stats(t["none"], t[k]) for k in models if k != "none"},
-            "fc2_events": events, "layer": layer, "checks": checks, "live_rows_unmasked": base_rows}
+            def fwd(model):
+                def call():
+                    with torch.no_grad():
+                        return model(x)
+                return call
+
+            t = interleaved({"ref": fwd(refs[engine]), "masked": fwd(m)}, repeat=repeat, warmup=1)
+            o = ops(m, x)
+            rows.append({"mode": label, "engine": engine, "ratio": r, "ref_s": t["ref"].median,
+                         "masked_s": t["masked"].median, "ratio_stats": ratio_stats(t["masked"], t["ref"]),
+                         "ops": o, "ops_rel": o / ref_ops, "check": check})
+    return {"rows": rows, "what": what, "ref_ops": ref_ops, "batch": int(x.shape[1]), "T": int(x.shape[0])}
 
 
 def tables(res: dict[str, Any], info: dict[str, Any], repeat: int) -> str:
     head = (f"CPU {info['cpu']} ({info['logical_cpus']} logical), torch {info['torch']}, "
             f"{info['torch_threads']} thread(s), {repeat} rounds, load {info.get('load_avg_1m', '?')}. "
-            f"{MODEL}, untrained (BN statistics from the input), T {T}, batch {BATCH}, Poisson(0.4) events, "
-            f"eval, no_grad; masks at {SITE} only, per step, seeded. Token rows of fc2's input holding a spike "
-            f"without a mask: {res['live_rows_unmasked']:.0%}.")
-    e0 = res["fc2_events"]["none"] or 1.0
-    rows = []
-    for k in res["variants"]:
-        ratio = "1" if k == "none" else fmt_ratio(*res["none_over"][k])
-        check = f"max |Δlogit| {res['checks'][k]:.1e}" if k in res["checks"] else ""
-        rows.append([k, fmt_ms(res["median_s"][k]), ratio, f"{res['fc2_events'][k] / e0:.2f}", check])
-    rows_l = [[k, f"{v['live_rows']:.0%}", fmt_ms(v["dense_s"]), fmt_ms(v["skip_s"]), fmt_ratio(*v["ratio"])]
-              for k, v in res["layer"].items()]
-    return "\n\n".join([
-        head,
-        format_table(["variant", "forward", "none/x", "fc2 events / unmasked", "check"], rows,
-                     title="Whole forward (median of rounds); none/x per-round ratio median (min-max), > 1 = faster"),
-        format_table(["mask", "live token rows", "fc2 dense", "fc2 skip", "dense/skip"], rows_l,
-                     title="fc2 alone (both blocks) on the masked hidden spikes: nn.Linear vs TokenSkipLinear"),
-    ])
+            f"{MODEL} ({res['what']}), T {res['T']}, batch {res['batch']}, eval, no_grad; masks seeded, per step. "
+            f"time rel. = masked / unmasked forward on the same engine (median (min-max) of per-round ratios); "
+            f"ops = SOPs + MACs (EnergyCounter); target: time saved >= ops saved / 2.")
+    body = []
+    for r in res["rows"]:
+        time_saved, ops_saved = 1 - r["ratio_stats"][0], 1 - r["ops_rel"]
+        met = "yes" if ops_saved > 0 and time_saved >= ops_saved / 2 else "no"
+        body.append([r["mode"], f"{r['ratio']:g}", fmt_ms(r["ref_s"]), fmt_ms(r["masked_s"]),
+                     fmt_ratio(*r["ratio_stats"]), f"{r['ops_rel']:.3f}", f"{time_saved:+.1%}",
+                     f"{ops_saved:+.1%}", met,
+                     "" if r["check"] is None else f"{r['check']:.1e}"])
+    return "\n\n".join([head, format_table(
+        ["mode", "τ", "unmasked ms", "masked ms", "time rel.", "ops rel.", "time saved", "ops saved",
+         "≥ half", "max |Δlogit| vs dense"], body,
+        title="Masking ratio against inference time (whole forward)")])
+
+
+def plot(res: dict[str, Any], path: Path, info: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    colors = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:gray")
+    for (label, _), color in zip(MODES.items(), colors):
+        rs = [r for r in res["rows"] if r["mode"] == label]
+        taus = [0.0] + [r["ratio"] for r in rs]
+        ax.plot(taus, [1.0] + [r["ratio_stats"][0] for r in rs], "o-", color=color, label=f"{label}: time")
+        ax.plot(taus, [1.0] + [r["ops_rel"] for r in rs], "--", color=color, alpha=0.5, label=f"{label}: ops")
+    ax.set_xlabel("masking ratio τ")
+    ax.set_ylabel("relative to the unmasked model")
+    ax.set_ylim(0, 1.3)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.suptitle(f"{MODEL}: inference time and operations against τ; {info['torch_threads']} thread(s)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -181,14 +172,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ap.add_argument("--output", default=None,
                         help="Markdown file whose section to replace when run as a script "
                              "(default results.md, results-quick.md with --quick; '-': none)")
+        ap.add_argument("--plot", default=None, help="plot file (default mask_time.png; none with --quick unless "
+                        "given; '-': none)")
 
-    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "fewer rounds", 7, extra)
+    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "untrained model, 2 ratios", 7, extra)
     start = time.perf_counter()
     info = machine_info()
-    res = run(repeat, RATIOS_QUICK if args.quick else RATIOS_FULL)
+    res = run(repeat, RATIOS_QUICK if args.quick else RATIOS_FULL, args.quick)
     text = tables(res, info, repeat)
     print(f"bench_structured_masks: torch threads = {threads}, rounds = {repeat}")
     print(text)
+    plot_path = args.plot or (None if args.quick else str(HERE / "mask_time.png"))
+    if plot_path and plot_path != "-":
+        plot(res, Path(plot_path), info)
+        print(f"\nwrote {plot_path}")
     output = args.output or str(HERE / ("results-quick.md" if args.quick else "results.md"))
     return {"name": "structured_masks", "threads": threads, "repeat": repeat, "results": res, "table": text,
             "output": output, "seconds": time.perf_counter() - start}

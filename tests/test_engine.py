@@ -12,7 +12,7 @@ from torch import nn
 
 import spikemask as sm
 from spikemask.energy import measure_energy
-from spikemask.engine import Linear, event_linear, event_list, is_binary, set_engine
+from spikemask.engine import Linear, event_linear, event_list, is_binary, is_count, set_engine
 
 FAMILIES = ("test_spikformer", "test_spikingformer", "test_saformer")
 
@@ -72,14 +72,34 @@ def test_non_contiguous_inputs():
         assert close(m(xs), F.linear(xs, m.weight, m.bias)) and m.last_path == "event"
 
 
-def test_non_binary_input_falls_back_to_dense_exactly():
+def test_real_valued_input_falls_back_to_dense_exactly():
     m = layer()
     with torch.no_grad():
-        for x in (spikes(5, 24) * 2, torch.randn(5, 24), spikes(5, 24).masked_fill(torch.eye(5, 24) > 0, 0.5),
-                  spikes(5, 24).masked_fill(torch.eye(5, 24) > 0, float("nan"))):
-            assert not is_binary(x)
-            assert torch.equal(m(x), F.linear(x, m.weight, m.bias), ) or torch.isnan(x).any()
+        for x in (torch.randn(5, 24), spikes(5, 24).masked_fill(torch.eye(5, 24) > 0, 0.5),
+                  spikes(5, 24) * 2 - spikes(5, 24, seed=1),  # negative counts are not spikes
+                  spikes(5, 24).masked_fill(torch.eye(5, 24) > 0, float("nan")),
+                  spikes(5, 24).masked_fill(torch.eye(5, 24) > 0, float("inf"))):
+            assert not is_binary(x) and not is_count(x)
+            assert torch.equal(m(x), F.linear(x, m.weight, m.bias)) or not torch.isfinite(x).all()
             assert m.last_path == "dense"
+
+
+@pytest.mark.parametrize("engine", ["event", "auto"])
+def test_spike_counts_take_the_weighted_gather(engine):
+    """Spikformer's residual stream adds spikes: q/k/v and fc1 read whole numbers 0, 1, 2, ...; the event path
+    weights each event by its count (embedding_bag per_sample_weights) and equals the dense product."""
+    m = layer(engine=engine)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 4, (2, 7, 24), generator=g).float() * spikes(2, 7, 24, density=0.1)
+    assert is_count(x) and not is_binary(x)
+    with torch.no_grad():
+        assert close(m(x), F.linear(x, m.weight, m.bias)) and m.last_path == "event"
+        x1 = torch.zeros(1, 1, 24)
+        x1[0, 0, 3] = 5.0  # batch 1, T 1, one event of count 5
+        assert close(m(x1), m.bias + 5 * m.weight[:, 3]) and m.last_path == "event"
+        independent = torch.stack([sum((x[i, j, c] * m.weight[:, c] for c in range(24)), m.bias)
+                                   for i in range(2) for j in range(7)]).view(2, 7, -1)
+        assert close(m(x), independent)
 
 
 def test_training_and_autograd_run_dense_with_gradients():
@@ -176,7 +196,8 @@ def test_model_logits_equal_under_both_engines(name, trained):
         out = event(x)
         ref1, out1 = dense(x[:1, :1]), event(x[:1, :1])  # T = 1, batch 1
     paths = [m.last_path for m in event.modules() if isinstance(m, Linear)]
-    assert "event" in paths  # at least the spike-reading linears took the event path
+    # every projection reads spikes: binary, or counts in Spikformer's residual stream (q/k/v, fc1)
+    assert paths and all(p == "event" for p in paths)
     assert torch.allclose(out, ref, rtol=0, atol=1e-4) and torch.allclose(out1, ref1, rtol=0, atol=1e-4)
 
 
@@ -211,4 +232,4 @@ def test_engine_option_of_the_command_line(capsys):
         reports.append(json.loads(capsys.readouterr().out))
     assert reports[0]["totals"] == reports[1]["totals"]
     assert main(["energy", "--model", "test_resnet", "--dense", "--engine", "auto"]) == 2
-    assert "--engine applies to the spiking transformers" in capsys.readouterr().err
+    assert "--engine: engine 'auto' applies to the spiking transformers" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -94,6 +95,17 @@ def test_front_points_reevaluate_to_their_numbers(which, request):
     cfg, result = request.getfixturevalue(which)
     for p in result["front"]:
         assert reevaluate(cfg, p) == (p["acc"], p["energy_mj"])
+
+
+def test_event_engine_measures_the_front_points_alike(free):
+    """The event engine computes the same logits to float rounding: each point's numbers again (accuracy within a
+    rounding-flipped near-tie, energy to 1e-6)."""
+    cfg, result = free
+    event = dataclasses.replace(cfg, engine="event")
+    for p in result["front"][:3]:
+        acc, energy = reevaluate(event, p)
+        assert abs(acc - p["acc"]) <= 100.0 / SMALL["samples"] + 1e-9  # percent: one sample
+        assert energy == pytest.approx(p["energy_mj"], rel=1e-6)
 
 
 def test_same_seed_same_trials(checkpoint, free):

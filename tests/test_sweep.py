@@ -114,6 +114,24 @@ def test_same_config_same_numbers(ndigits_root, tmp_path):
                                                                          for e in eb]
 
 
+def test_event_engine_sweep_measures_the_same_numbers(ndigits_root, tmp_path):
+    """``engine`` is how the evaluations compute, not what was trained: same run ids, same accuracy and energy."""
+    grid = {"model.mask.ratio": [0.0]}
+    dense = sweep_cfg(tmp_path, name="dense", grid=grid, eval_ratios=(0.5,))
+    event = sweep_cfg(tmp_path, name="event", grid=grid, eval_ratios=(0.5,), engine="event")
+    run_sweep(dense), run_sweep(event)
+    with ResultsDB(dense.db_path) as da, ResultsDB(event.db_path) as db:
+        key = lambda e: (e["name"], e["mask_seed"] if e["mask_seed"] is not None else -1)  # noqa: E731
+        ea = sorted((e for e in da.evaluations() if e["kind"] == "inference"), key=key)
+        eb = sorted((e for e in db.evaluations() if e["kind"] == "inference"), key=key)
+        assert len(ea) == 4 and [e["run_id"] for e in ea] == [e["run_id"] for e in eb]
+        for a, b in zip(ea, eb):
+            assert abs(a["acc"] - b["acc"]) <= 100.0 / a["samples"] + 1e-9  # percent; a near-tie may flip on rounding
+            assert b["energy_mj"] == pytest.approx(a["energy_mj"], rel=1e-6)
+    with pytest.raises(ConfigError, match="engine"):
+        sweep_cfg(tmp_path, engine="sparse")
+
+
 def _done(db_path: Path) -> int:
     try:
         con = sqlite3.connect(db_path, timeout=1)
@@ -210,3 +228,16 @@ def test_merge_export_query_and_foreign_files(ndigits_root, tmp_path, capsys):
         assert digest(bad) == h and not (tmp_path / "never.db").exists()
     with pytest.raises(ResultsError, match="no results database"):
         ResultsDB(tmp_path / "missing.db", create=False)
+
+
+def test_engine_options_of_the_study_commands(tmp_path):
+    from spikemask.cli.main import build_parser
+    from spikemask.cli.sweep_cmd import sweep_config_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(["sweep", "--config", "spikformer_ndigits", "--grid", "model.T=2", "--engine", "event"])
+    assert sweep_config_from_args(args).engine == "event"
+    assert parser.parse_args(["search", "ckpt.pt", "--engine", "auto"]).engine == "auto"
+    assert parser.parse_args(["demo", "--engine", "event"]).engine == "event"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sweep", "--config", "spikformer_ndigits", "--grid", "model.T=2", "--engine", "sparse"])

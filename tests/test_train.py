@@ -66,6 +66,24 @@ def test_same_config_gives_same_numbers(ndigits_root, tmp_path):
     assert not same_weights(weights(a.checkpoint), weights(c.checkpoint))
 
 
+def test_compiled_training_steps_give_the_same_run(ndigits_root, tmp_path):
+    """``train.compile``: torch.compile's tracing (backend ``eager``: dynamo, no code generation, seconds instead
+    of the minutes inductor takes here) runs the same operations, so the same weights; checkpoints hold the
+    module itself (no ``_orig_mod.`` keys). Weights agree to float rounding (the traced backward may sum
+    gradients in another order); biases followed by BN get ~0 gradients, which AdamW's normalisation turns into
+    visible steps from rounding noise alone, so they are left out."""
+    short = ("schedule.epochs=1", "train.max_train_batches=2")
+    plain = fit(tiny(tmp_path, "plain", *short))
+    traced = fit(tiny(tmp_path, "traced", *short, "train.compile=eager"))
+    assert metrics(plain.run_dir)[0]["train_loss"] == pytest.approx(metrics(traced.run_dir)[0]["train_loss"], abs=1e-6)
+    a, b = weights(plain.checkpoint), weights(traced.checkpoint)
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a if k.endswith(".weight"))
+    assert not same_weights(a, weights(fit(tiny(tmp_path, "other", *short, "seed=1")).checkpoint))
+    with pytest.raises(ConfigError, match="train.compile"):
+        tiny(tmp_path, "bad", "train.compile=fast")
+
+
 def test_evaluating_does_not_change_training(ndigits_root, tmp_path):
     """Evaluation must not draw from the generator the training masks use (seed: null)."""
     every = fit(tiny(tmp_path, "every", *RANDOM, "schedule.epochs=3", "train.eval_every=1"))

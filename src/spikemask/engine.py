@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ENGINES", "DEFAULT_THRESHOLD", "Linear", "event_linear", "event_list", "is_binary", "linear",
-           "set_engine", "check_engine"]
+__all__ = ["ENGINES", "DEFAULT_THRESHOLD", "Linear", "apply_engine", "event_linear", "event_list", "is_binary",
+           "is_count", "linear", "set_engine", "check_engine"]
 
 ENGINES = ("dense", "event", "auto")
 DEFAULT_THRESHOLD = 0.15  # density below which "auto" gathers: the dense/event crossover of benchmarks/bench_event.py
@@ -50,45 +50,79 @@ def is_binary(x: torch.Tensor) -> bool:
     return x.numel() > 0 and _Events(x).binary
 
 
-def event_list(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Event list of a ``bool`` matrix ``[R, C]``: (column indices of the ``True`` entries, row by row,
-    ``[nnz]``; offsets ``[R + 1]``, row r's events are ``indices[offsets[r]:offsets[r + 1]]``), int64."""
+def is_count(x: torch.Tensor) -> bool:
+    """Whether every element of ``x`` is a non-negative whole number (spike counts) and not all are 0 or 1."""
+    return x.numel() > 0 and _Events(x).kind == "count"
+
+
+def _events(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(flat row-major positions, column indices, row offsets) of the ``True`` entries of ``mask [R, C]``."""
     R, C = mask.shape
     if mask.device.type == "cpu":
         flat = np.flatnonzero(mask.contiguous().numpy())  # [nnz], row-major, sorted
         offsets = np.searchsorted(flat, np.arange(R + 1, dtype=np.int64) * C)  # first event of each row
-        return torch.from_numpy(flat % C), torch.from_numpy(offsets)
+        flat = torch.from_numpy(flat)
+        return flat, flat % C, torch.from_numpy(offsets)
     rows, cols = mask.nonzero(as_tuple=True)
     offsets = torch.zeros(R + 1, dtype=torch.long, device=mask.device)
     offsets[1:] = torch.bincount(rows, minlength=R).cumsum(0)
-    return cols, offsets
+    return rows * C + cols, cols, offsets
+
+
+def event_list(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Event list of a ``bool`` matrix ``[R, C]``: (column indices of the ``True`` entries, row by row,
+    ``[nnz]``; offsets ``[R + 1]``, row r's events are ``indices[offsets[r]:offsets[r + 1]]``), int64."""
+    return _events(mask)[1:]
 
 
 class _Events:
-    """The binary check, density and event list of one input tensor (``[..., C]`` viewed as ``[R, C]``).
+    """Density, kind and event list of one input tensor (``[..., C]`` viewed as ``[R, C]``).
 
-    Binary check in two cheap passes instead of comparing ``x`` with its mask: all values in [0, 1]
-    (``aminmax``, which also rejects NaN and most real-valued inputs at once) and their float64 sum equal
-    to the number of non-zeros, which holds only if every non-zero is exactly 1.
+    One pass over ``x`` (the ``!= 0`` mask, counted by NumPy), then everything else costs O(events): the
+    list (``flatnonzero``, built only when asked for), the values at the events, and from them the kind:
+    ``"binary"`` (every non-zero is 1: a plain gather-add), ``"count"`` (non-negative whole numbers, e.g.
+    Spikformer's residual stream of summed spikes: a gather-add weighted by the counts) or ``None``
+    (anything else: real values, negatives, NaN or inf; the layer runs dense).
     """
 
-    __slots__ = ("binary", "density", "_list")
+    __slots__ = ("density", "_x2", "_mask", "_flat", "_list", "_kind", "_values")
 
     def __init__(self, x: torch.Tensor) -> None:
-        self.binary, self.density, self._list = False, 1.0, None
-        if x.numel() == 0 or x.is_complex():
+        self._x2, self._mask, self._flat, self._list, self._kind, self._values = (None,) * 6
+        self.density = 1.0
+        if x.numel() == 0 or x.is_complex() or x.is_sparse:
             return
-        lo, hi = torch.aminmax(x)
-        if not (lo >= 0 and hi <= 1):
-            return
-        x2 = x.reshape(-1, x.shape[-1])  # [R, C]
-        self._list = event_list(x2 != 0)
-        nnz = self._list[0].numel()
-        self.binary = float(x2.sum(dtype=torch.float64)) == nnz
-        self.density = nnz / x2.numel()
+        self._x2 = x.reshape(-1, x.shape[-1])  # [R, C]
+        self._mask = (self._x2 != 0).contiguous()
+        self.density = (np.count_nonzero(self._mask.numpy()) if x.device.type == "cpu"
+                        else int(self._mask.sum())) / self._x2.numel()
 
     def list(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._list is None:
+            self._flat, *self._list = _events(self._mask)
+            self._list = tuple(self._list)
         return self._list
+
+    @property
+    def kind(self) -> str | None:
+        if self._x2 is not None and self._kind is None:
+            self.list()
+            values = self._x2.reshape(-1)[self._flat]  # [nnz]: O(events) (a copy first if x is strided)
+            if bool((values == 1).all()):
+                self._kind = "binary"
+            elif bool(((values >= 0) & (values == values.round()) & values.isfinite()).all()):
+                self._kind, self._values = "count", values
+            else:
+                self._kind = "real"
+        return None if self._kind == "real" else self._kind
+
+    @property
+    def binary(self) -> bool:
+        return self.kind == "binary"
+
+    def weights(self) -> torch.Tensor | None:
+        """Per-event weights for the gather-add (None for binary inputs: every weight is 1)."""
+        return self._values if self.kind == "count" else None
 
 
 _cache = threading.local()  # the last input seen (weakly held) and its _Events, per thread
@@ -108,9 +142,12 @@ def _events_of(x: torch.Tensor) -> _Events:
 
 
 def _gather_add(events: tuple[torch.Tensor, torch.Tensor], table: torch.Tensor, bias: torch.Tensor | None,
-                lead: torch.Size) -> torch.Tensor:
+                lead: torch.Size, weights: torch.Tensor | None = None) -> torch.Tensor:
     indices, offsets = events
-    y = F.embedding_bag(indices, table, offsets, mode="sum", include_last_offset=True)  # [R, out]
+    if weights is not None:
+        weights = weights.to(table.dtype)
+    y = F.embedding_bag(indices, table, offsets, mode="sum", per_sample_weights=weights,
+                        include_last_offset=True)  # [R, out]
     if bias is not None:
         y += bias
     return y.view(*lead, table.shape[1])
@@ -140,16 +177,17 @@ def linear(module: nn.Linear, x: torch.Tensor, engine: str = "dense",
 
     Computes without calling ``module`` (hooks do not fire here: call the module for that, as
     :class:`Linear` does). Event paths need eval mode, no autograd, a CPU input of the weight's dtype
-    and a binary input (``auto``: also a density below ``threshold``); anything else runs dense.
+    and spikes (binary, or counts: see :class:`_Events`; ``auto``: also a density below ``threshold``);
+    anything else runs dense.
     """
     if (engine == "dense" or module.training or x.device.type != "cpu" or x.dtype != module.weight.dtype
             or x.numel() == 0 or _autograd_needed(x, module)):
         return F.linear(x, module.weight, module.bias), "dense"
     ev = _events_of(x)
-    if not ev.binary or (engine == "auto" and ev.density >= threshold):
+    if (engine == "auto" and ev.density >= threshold) or ev.kind is None:
         return F.linear(x, module.weight, module.bias), "dense"
     table = module.event_table() if isinstance(module, Linear) else module.weight.detach().t().contiguous()
-    return _gather_add(ev.list(), table, module.bias, x.shape[:-1]), "event"
+    return _gather_add(ev.list(), table, module.bias, x.shape[:-1], ev.weights()), "event"
 
 
 class Linear(nn.Linear):
@@ -190,6 +228,27 @@ class Linear(nn.Linear):
         state = super().__getstate__()
         state["_table"] = None  # a cache: never pickled
         return state
+
+
+def apply_engine(model: nn.Module, engine: str | None, threshold: float | None = None) -> None:
+    """Run ``model`` (a loaded spiking transformer) with ``engine`` from now on, its config saying so too;
+    ``None`` changes nothing. Training still runs dense; outputs are the same to float rounding.
+
+    Raises ``ValueError`` for a model without event-capable layers (the converted CNNs, Swin-T), so a study
+    asked for the event path never silently measures the dense one.
+    """
+    if engine is None:
+        return
+    config = getattr(model, "config", None)
+    if not hasattr(config, "engine"):
+        name = getattr(model, "variant", type(model).__name__)
+        raise ValueError(f"engine {engine!r} applies to the spiking transformers (Spikformer, Spikingformer, "
+                         f"SAFormer); {name} computes densely: drop the engine option for it")
+    check_engine(engine, config.event_threshold if threshold is None else threshold)
+    config.engine = engine
+    if threshold is not None:
+        config.event_threshold = float(threshold)
+    set_engine(model, engine, threshold)
 
 
 def set_engine(model: nn.Module, engine: str, threshold: float | None = None) -> int:

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "SpikeMatmul", "MeanPool", "seq_apply", "TokenBN", "mark_after_time_mean", "is_after_time_mean", "SpikeGate",
-    "HadamardSum", "TokenPool", "ResidualAdd", "TokenDWConv",
+    "SpikeMatmul", "MeanPool", "seq_apply", "channels_last_seq", "TokenBN", "mark_after_time_mean",
+    "is_after_time_mean", "SpikeGate", "HadamardSum", "TokenPool", "ResidualAdd", "TokenDWConv",
 ]
 
 _AFTER_TIME_MEAN = "after_time_mean"
@@ -41,6 +41,12 @@ def seq_apply(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     T, B = x.shape[:2]
     y = module(x.flatten(0, 1))  # [T*B, ...]
     return y.view(T, B, *y.shape[1:])
+
+
+def channels_last_seq(x: torch.Tensor) -> torch.Tensor:
+    """``[T, B, C, H, W]`` with the same values, each frame stored channels-last (NHWC): oneDNN (CPU) and
+    cuDNN (under AMP) convolve that layout faster, and conv, BN, max-pool and the neurons keep it."""
+    return x.flatten(0, 1).contiguous(memory_format=torch.channels_last).view(x.shape)
 
 
 class SpikeMatmul(nn.Module):

@@ -75,30 +75,58 @@ class NeuronConfig:
         return SURROGATES[self.surrogate] if self.alpha is None else float(self.alpha)
 
 
+def _charge(x_t: torch.Tensor, v: torch.Tensor, leak: float, v_reset: float, hard_reset: bool,
+            out: torch.Tensor) -> torch.Tensor:
+    """``H[t]`` into ``out`` in one pass: LIF ``H = V + (X + V_reset - V) / tau`` is ``lerp(V, X + V_reset, 1/tau)``,
+    IF ``H = V + X``. ``out`` may be ``v`` itself (inference updates one membrane buffer in place)."""
+    if not hard_reset:
+        return torch.add(x_t, v, out=out)
+    if v_reset:
+        return torch.lerp(v, x_t + v_reset, leak, out=out)
+    return torch.lerp(v, x_t, leak, out=out)
+
+
+def _fire(h: torch.Tensor, s: torch.Tensor, v_th: float, v_reset: float, hard_reset: bool,
+          out: torch.Tensor) -> torch.Tensor:
+    """Spikes ``S = Θ(H - V_th)`` into ``s`` (float, no bool temporary), then the reset membrane into ``out``
+    (may be ``h``): hard ``H (1 - S) + V_reset S`` as ``lerp(H, V_reset, S)`` (exactly H or V_reset, since
+    PyTorch's lerp returns ``end`` at weight 1), soft ``H - V_th S``."""
+    torch.ge(h, v_th, out=s)
+    if not hard_reset:
+        return torch.add(h, s, alpha=-v_th, out=out)
+    if v_reset:
+        return torch.lerp(h, h.new_tensor(v_reset), s, out=out)
+    return torch.addcmul(h, h, s, value=-1.0, out=out)  # H - H S: exactly H or 0
+
+
+def _multi_step_inference(x_seq, leak, v_th, v_reset, v_init, hard_reset) -> torch.Tensor:
+    """The forward pass without autograd: one membrane buffer updated in place, every step written into
+    the preallocated spike tensor, so no step allocates (per-step allocations of step-sized tensors cost
+    more than the arithmetic on CPU: page faults on every fresh block)."""
+    spikes = torch.empty_like(x_seq)
+    v = torch.full_like(x_seq[0], v_init)
+    for t in range(x_seq.shape[0]):
+        _charge(x_seq[t], v, leak, v_reset, hard_reset, out=v)
+        _fire(v, spikes[t], v_th, v_reset, hard_reset, out=v)
+    return spikes
+
+
 class _FusedMultiStep(torch.autograd.Function):
     """LIF (``leak = 1/tau``, hard reset) or IF (``leak = 0``, soft reset), reset detached.
 
-    Only ``H`` is saved for backward. Both passes work step by step into preallocated outputs with
-    in-place ops, so no temporary ever has the size of the whole ``[T, ...]`` sequence.
+    Only ``H`` is saved for backward. Both passes work step by step into preallocated outputs and two
+    or three step-sized scratch buffers, so no temporary ever has the size of the whole ``[T, ...]``
+    sequence and no step allocates.
     """
 
     @staticmethod
     def forward(ctx, x_seq, leak, v_th, v_reset, v_init, kind, alpha, hard_reset):
         h_seq = torch.empty_like(x_seq)
         spikes = torch.empty_like(x_seq)
-        carry = 1.0 - leak if hard_reset else 1.0
         v = torch.full_like(x_seq[0], v_init)
         for t in range(x_seq.shape[0]):
-            h = h_seq[t]
-            if hard_reset:  # H = V (1 - 1/tau) + (X + V_reset) / tau
-                torch.mul(x_seq[t], leak, out=h).add_(v, alpha=carry)
-                if v_reset:
-                    h.add_(v_reset * leak)
-            else:  # H = V + X
-                torch.add(x_seq[t], v, out=h)
-            fired = h >= v_th
-            spikes[t].copy_(fired)
-            v = h.masked_fill(fired, v_reset) if hard_reset else h - spikes[t] * v_th
+            h = _charge(x_seq[t], v, leak, v_reset, hard_reset, out=h_seq[t])
+            _fire(h, spikes[t], v_th, v_reset, hard_reset, out=v)
         ctx.save_for_backward(h_seq)
         ctx.cfg = (leak, v_th, kind, alpha, hard_reset)
         return spikes
@@ -109,15 +137,19 @@ class _FusedMultiStep(torch.autograd.Function):
         leak, v_th, kind, alpha, hard_reset = ctx.cfg
         carry = 1.0 - leak if hard_reset else 1.0
         grad_x = torch.empty_like(h_seq)
+        bufs = (torch.empty_like(h_seq[0]), torch.empty_like(h_seq[0]))  # dL/dH of t and of t + 1
+        fired = torch.empty_like(h_seq[0]) if hard_reset else None
         grad_next = None  # dL/dH[t+1]
         for t in range(h_seq.shape[0] - 1, -1, -1):
             h = h_seq[t]
-            grad_h = surrogate_grad_(h - v_th, kind, alpha).mul_(grad_s[t])  # the spike path
+            grad_h = surrogate_grad_(torch.sub(h, v_th, out=bufs[t % 2]), kind, alpha).mul_(grad_s[t])  # spike path
             if grad_next is not None:
                 # dL/dH[t] += dL/dH[t+1] carry dV[t]/dH[t]: the hard reset V = H (1 - S) + V_reset S
                 # passes dV/dH only where H[t] did not spike, the soft reset passes it always
                 if hard_reset:
-                    grad_h.add_(grad_next.masked_fill_(h >= v_th, 0.0), alpha=carry)
+                    torch.ge(h, v_th, out=fired)
+                    grad_next.addcmul_(grad_next, fired, value=-1.0)  # zero where H[t] spiked
+                    grad_h.add_(grad_next, alpha=carry)
                 else:
                     grad_h.add_(grad_next)
             if hard_reset:
@@ -126,6 +158,10 @@ class _FusedMultiStep(torch.autograd.Function):
                 grad_x[t].copy_(grad_h)
             grad_next = grad_h
         return grad_x, None, None, None, None, None, None, None
+
+
+def _needs_grad(x_seq: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and x_seq.requires_grad
 
 
 class SpikingNeuron(nn.Module):
@@ -153,6 +189,8 @@ class LIF(SpikingNeuron):
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         self._check(x_seq)
         c = self.cfg
+        if not _needs_grad(x_seq):
+            return _multi_step_inference(x_seq, 1.0 / c.tau, c.v_threshold, c.v_reset, c.initial_v, True)
         if c.detach_reset:
             return _FusedMultiStep.apply(
                 x_seq, 1.0 / c.tau, c.v_threshold, c.v_reset, c.initial_v, c.surrogate, c.surrogate_alpha, True
@@ -173,6 +211,8 @@ class IF(SpikingNeuron):
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         self._check(x_seq)
         c = self.cfg
+        if not _needs_grad(x_seq):
+            return _multi_step_inference(x_seq, 0.0, c.v_threshold, c.v_reset, c.initial_v, False)
         if c.detach_reset:
             return _FusedMultiStep.apply(
                 x_seq, 0.0, c.v_threshold, c.v_reset, c.initial_v, c.surrogate, c.surrogate_alpha, False

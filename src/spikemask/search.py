@@ -67,6 +67,8 @@ class SearchConfig:
     data_seed: seed of the test samples drawn.
     data / root: evaluate on another data set / data folder (default: the checkpoint's own).
     device: ``cpu`` (bit-for-bit reproducible), ``cuda``, ``auto``.
+    engine: how each trial's model computes (``dense``, ``event``, ``auto``: :mod:`spikemask.engine`; the same
+        numbers to float rounding, less time at low firing rates).
     """
 
     checkpoint: str
@@ -86,6 +88,7 @@ class SearchConfig:
     data: str | None = None
     root: str | None = None
     device: str = "cpu"
+    engine: Literal["dense", "event", "auto"] = "dense"
 
     def __post_init__(self) -> None:
         check_bounds(self, "search")
@@ -212,6 +215,10 @@ class _Evaluator:
             raise ConfigError(f"unknown mask site {unknown[0]!r} for {model.variant}."
                               f"{close_matches_hint(unknown[0], model.mask_sites)} "
                               f"Valid sites: {', '.join(model.mask_sites)}")
+        if cfg.engine != "dense":
+            from .engine import apply_engine
+
+            apply_engine(model, cfg.engine)
         self.model = model.to(self.device)
         self.seeds = list(range(cfg.mask_seeds))
         run_config = self.state.get("run_config") or {}

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from .config import apply_overrides, from_dict, load_yaml, merge, to_dict
 from .data import get_dataset
 from .energy import energy_by_group, measure_energy, saving_pct
+from .engine import apply_engine
 from .io import atomic_write_json, atomic_write_text, lock_dir
 from .masking import check_ratio
 from .models import count_parameters
@@ -62,6 +63,7 @@ class StudyConfig:
     energy_samples: test samples the energy is measured on (None: the whole test split); accuracy is
         always measured on the whole test split.
     inference_only: also evaluate every unmasked model with RSM on at inference only.
+    engine: how the evaluations compute (``dense``, ``event``, ``auto``: :mod:`spikemask.engine`).
     """
 
     kind: Literal["masking"] = "masking"
@@ -74,6 +76,7 @@ class StudyConfig:
     eval_mask_seeds: int = 3
     energy_samples: int | None = None
     inference_only: bool = True
+    engine: Literal["dense", "event", "auto"] = "dense"
 
     def __post_init__(self) -> None:
         self.ratios = tuple(sorted({check_ratio(r, "study.ratios") for r in (0.0, *self.ratios)}))
@@ -257,6 +260,7 @@ def _run_study(study: StudyConfig, overwrite: bool, progress: ProgressFactory) -
         label = f"[{index + 1}/{len(cells)}] {name + ' ' if study.models else ''}T={T} τ={ratio:g}"
         _train_cell(cfg, label, overwrite, progress)
         model, _ = load_model(cfg.run_dir / "last.pt")
+        apply_engine(model, None if study.engine == "dense" else study.engine)
         device = torch.device("cpu")
         loaders = _test_loaders(study, cfg, T)
         params = count_parameters(model)

@@ -102,13 +102,12 @@ def _engine(model, engine: str | None) -> None:
     the same numbers either way (docs/engine.md)."""
     if engine is None:
         return
-    from ..engine import set_engine
+    from ..engine import apply_engine
 
-    if not hasattr(model.config, "engine"):
-        raise ValueError(f"--engine applies to the spiking transformers; {model.variant} ({model.family}) "
-                         f"computes densely")
-    model.config.engine = engine
-    set_engine(model, engine)
+    try:
+        apply_engine(model, engine)
+    except ValueError as exc:
+        raise ValueError(f"--engine: {exc}") from None
     log.info("engine: %s", engine)
 
 
@@ -310,6 +309,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..study import load_study_config, run_study
 
     overrides = list(args.overrides) + ([f"out_dir={args.out}"] if args.out else [])
+    overrides += [f"engine={args.engine}"] if getattr(args, "engine", None) else []
     study = load_study_config(args.config, overrides)
     if study.kind == "sweep":
         if args.overwrite:

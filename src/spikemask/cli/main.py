@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default runs/)")
     p.add_argument("--overwrite", action="store_true",
                    help="retrain cells whose run directory holds a run made with another config (deletes it)")
+    p.add_argument("--engine", choices=("dense", "event", "auto"),
+                   help="how the evaluations compute (same numbers; MST conversion studies compute densely)")
     _add_set(p)
     return parser
 

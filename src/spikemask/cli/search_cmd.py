@@ -62,6 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="data set (default: the one it was trained on)")
     p.add_argument("--root", help="data root")
     p.add_argument("--device", default="cpu", help="cpu (default, bit-for-bit reproducible), cuda or auto")
+    p.add_argument("--engine", choices=("dense", "event", "auto"), default="dense",
+                   help="how the trials compute: dense GEMMs or event-driven gather-adds (same numbers)")
     p.add_argument("--out", help="output directory (default: search/ next to the checkpoint)")
     p.add_argument("--json", action="store_true", help="print the whole result as one JSON object")
 
@@ -90,7 +92,7 @@ def _build(SearchConfig, args: argparse.Namespace):
                         step=args.step, trials=args.trials, energy_budget_mj=args.budget_mj, sampler=args.sampler,
                         mask_seeds=args.mask_seeds, samples=args.samples, energy_samples=args.energy_samples,
                         batch_size=args.batch_size, seed=args.seed, data=args.data, root=args.root,
-                        device=args.device)
+                        device=args.device, engine=args.engine)
 
 
 def render_front(result: dict[str, Any]) -> str:

@@ -36,6 +36,8 @@ def add_sweep_arguments(p: argparse.ArgumentParser, positive) -> None:
     p.add_argument("--no-probes", action="store_true", help="do not store spike maps and histograms per run")
     p.add_argument("--name", help="sweep name (default: the config's name + _sweep)")
     p.add_argument("--out", help="parent directory (default runs/)")
+    p.add_argument("--engine", choices=("dense", "event", "auto"), default="dense",
+                   help="how the evaluations compute: dense GEMMs or event-driven gather-adds (same numbers)")
     p.add_argument("--report", action="store_true", help="build the report (PNG, Markdown, HTML) afterwards")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -69,6 +71,7 @@ def sweep_config_from_args(args: argparse.Namespace):
         "grid": parse_grid(args.grid), "train_seeds": args.train_seeds, "mask_seeds": args.mask_seeds,
         "workers": args.workers, "energy_samples": args.energy_samples, "eval_ratios": list(args.eval_ratios),
         "blocks_eval": args.blocks, "block_ratio": args.block_ratio, "probes": not args.no_probes,
+        "engine": args.engine,
     }, where="sweep")
 
 

@@ -25,7 +25,7 @@ from torch import nn
 from ..config import bounded, check_bounds
 from ..engine import DEFAULT_THRESHOLD, check_engine
 from ..engine import Linear as EventLinear
-from ..layers import MeanPool, ResidualAdd, TokenBN, mark_after_time_mean
+from ..layers import MeanPool, ResidualAdd, TokenBN, channels_last_seq, mark_after_time_mean
 from ..masking import MaskableMixin, MaskConfig, SpikeMask
 from ..neurons import NeuronConfig, make_neuron
 from .attention import ATTENTIONS
@@ -108,6 +108,8 @@ class TransformerConfig:
         input is binary, else dense) or ``auto`` (event when the input's density < ``event_threshold``);
         training always runs dense, outputs are the same to float rounding (:mod:`spikemask.engine`).
     event_threshold: the density (fraction of ones, in [0, 1]) below which ``auto`` uses events.
+    channels_last: run the tokenizer's convolutions on channels-last (NHWC) frames: the same numbers to
+        float rounding, measured 5-10 % faster training and 25-35 % faster inference on CPU (docs/engine.md).
     """
 
     img_size: int = bounded(128, ge=1)
@@ -134,6 +136,7 @@ class TransformerConfig:
     mask: MaskConfig = field(default_factory=MaskConfig)
     engine: Literal["dense", "event", "auto"] = "dense"
     event_threshold: float = bounded(DEFAULT_THRESHOLD, ge=0, le=1)
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         check_bounds(self, "model")
@@ -286,7 +289,8 @@ class SpikingTransformer(MaskableMixin, nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens after the last block, ``[T, B, N, D]`` (integer-valued for ``spike``, real for ``membrane``)."""
-        x = self.sps(self.to_time_first(x))
+        x = self.to_time_first(x)
+        x = self.sps(channels_last_seq(x) if self.config.channels_last else x)
         for block in self.blocks:
             x = block(x)
         return x

@@ -55,6 +55,8 @@ class SweepConfig:
     block_ratio: with ``blocks_eval``, every unmasked run is masked at inference on its default sites in its
         first k blocks, k = 1..depth, at this ratio (MST Fig. 6).
     probes: store spike maps, input histograms and firing rates per run (for the report).
+    engine: how the evaluations compute (``dense``, ``event``, ``auto``: :mod:`spikemask.engine`; the same
+        numbers to float rounding, so it is not part of a run's identity; training always runs dense).
     """
 
     kind: Literal["sweep"] = "sweep"
@@ -71,9 +73,12 @@ class SweepConfig:
     blocks_eval: bool = False
     block_ratio: float = 0.5
     probes: bool = True
+    engine: Literal["dense", "event", "auto"] = "dense"
 
     def __post_init__(self) -> None:
         check_bounds(self, "sweep")
+        if self.engine not in ("dense", "event", "auto"):
+            raise ConfigError(f"sweep.engine must be one of dense, event, auto; got {self.engine!r}")
         if not self.grid:
             raise ConfigError("the sweep's grid is empty: give at least one --grid KEY=V1,V2 (e.g. model.T=4,8)")
         empty = [k for k, v in self.grid.items() if not v]
@@ -241,6 +246,10 @@ def measure_run(cfg: SweepConfig, run, progress: ProgressFactory = null_progress
 
     model, _ = load_model(run.run_dir / "last.pt")
     model.eval()
+    if cfg.engine != "dense":
+        from ..engine import apply_engine
+
+        apply_engine(model, cfg.engine)
     device = torch.device("cpu")
     T = model.config.T
     ds = get_dataset(run.data.name, split="test", T=T, **run.data.dataset_options())

@@ -140,6 +140,11 @@ class TrainConfig:
     init_from: start from the weights of this checkpoint (fine-tuning; its architecture must match, its
         masks need not: MST fine-tunes a masked student from the unmasked model).
     distill: knowledge distillation from a teacher checkpoint (off unless ``distill.teacher`` is set).
+    compile: ``torch.compile`` the model for the training steps with this backend (``off``: eager, the default;
+        ``inductor``: generated kernels; ``aot_eager`` / ``eager``: tracing only, for debugging). Same numbers
+        (to float rounding with ``inductor``). The first step compiles: minutes on a CPU; inductor caches the
+        kernels (``$TORCHINDUCTOR_CACHE_DIR``, default ``/tmp/torchinductor_$USER``) for the next runs. Measured
+        on the 2-core CPU: 5 min cold compile and no faster than eager (docs/engine.md): meant for GPUs.
     """
 
     label_smoothing: float = bounded(0.1, ge=0, lt=1)
@@ -155,9 +160,12 @@ class TrainConfig:
     max_eval_batches: int | None = bounded(None, ge=1)
     init_from: str | None = None
     distill: DistillConfig = field(default_factory=DistillConfig)
+    compile: Literal["off", "inductor", "aot_eager", "eager"] = "off"
 
     def __post_init__(self) -> None:
         check_bounds(self, "train")
+        if self.compile not in ("off", "inductor", "aot_eager", "eager"):
+            raise ConfigError(f"train.compile must be one of off, inductor, aot_eager, eager; got {self.compile!r}")
         check_bounds(self.distill, "train.distill")
 
 

@@ -241,12 +241,14 @@ def _fit(cfg: RunConfig, info: DistInfo, device: torch.device, resume: str | Pat
     total = cfg.schedule.total_epochs
     teacher = load_teacher(cfg.train.distill, net.config.num_classes, device) if cfg.train.distill.teacher else None
     num_classes = net.config.num_classes
+    # the training steps may run compiled; evaluation and checkpoints use the module itself
+    stepper = model if cfg.train.compile == "off" else torch.compile(model, backend=cfg.train.compile)
     for epoch in range(start_epoch, total):
         lr = lr_at(epoch, cfg.schedule, cfg.optim.lr)
         set_lr(optimizer, lr)
         t0 = time.perf_counter()
         last_good = last if last.exists() else None
-        stats = _train_epoch(model, teacher, train_loader, loader_gen, optimizer, cfg, epoch, num_classes, device,
+        stats = _train_epoch(stepper, teacher, train_loader, loader_gen, optimizer, cfg, epoch, num_classes, device,
                              progress, last_good)
         # the last step of an epoch can break the weights with a finite loss: never save those as "good"
         if not all(torch.isfinite(t).all() for t in net.state_dict().values() if t.is_floating_point()):
