@@ -363,25 +363,30 @@ def dense_flops_per_sample(model: torch.nn.Module, T: int) -> float:
 CACHE = Path(__file__).resolve().parent / ".cache"  # trained benchmark models (git-ignored)
 
 
-def trained_ndigits(name: str, epochs: int = 5) -> tuple[torch.nn.Module, Any]:
-    """(model in eval mode, its test batches [T, B, ...] of 64) of ``name`` trained on the bundled N-Digits by
-    spikemask's own loop (preset ``spikformer_ndigits`` with ``model.name=name``, ``epochs`` epochs, seed 0,
-    unmasked), so benchmarks see a trained model's real firing rates. Trained once (a few minutes on 2 cores,
-    the data set is built on first use) and cached in ``benchmarks/.cache/<name>_e<epochs>/``."""
+def trained_ndigits(name: str, epochs: int = 5, overrides: tuple[str, ...] = (),
+                    tag: str = "") -> tuple[torch.nn.Module, Any, float]:
+    """(model in eval mode, its test batches [T, B, ...] of 64, final test accuracy %) of ``name`` trained on
+    the bundled N-Digits by spikemask's own loop (preset ``spikformer_ndigits`` with ``model.name=name``,
+    ``epochs`` epochs, seed 0, unmasked unless ``overrides`` say otherwise, e.g. ``model.mask.ratio=0.5``;
+    ``tag`` names that variant), so benchmarks see a trained model's real firing rates. Trained once (a few
+    minutes on 2 cores; the data set is built on first use) and cached in ``benchmarks/.cache/``."""
+    import json
+
     from torch.utils.data import DataLoader, Subset
 
     from spikemask.data import get_dataset
     from spikemask.train import fit, load_model, load_run_config
     from spikemask.train.evaluate import TimeFirstBatches
 
-    run = f"{name}_e{epochs}"
+    run = f"{name}_e{epochs}{'_' + tag if tag else ''}"
     if not (CACHE / run / "final.json").exists():
-        print(f"training {name} for {epochs} epochs on N-Digits (cached in {CACHE / run}) ...", flush=True)
+        print(f"training {run} on N-Digits (cached in {CACHE / run}) ...", flush=True)
         cfg = load_run_config("spikformer_ndigits", [f"model.name={name}", f"schedule.epochs={epochs}",
                                                      f"out_dir={CACHE}", f"name={run}", "train.eval_mask_seeds=1",
-                                                     "device=cpu"])
+                                                     "device=cpu", *overrides])
         fit(cfg, overwrite=True)
     model, _ = load_model(CACHE / run / "last.pt")
+    acc = float(json.loads((CACHE / run / "final.json").read_text())["final"]["acc"])
     ds = get_dataset("ndigits", split="test", T=model.config.T)
     loader = DataLoader(Subset(ds, range(0, len(ds), max(1, len(ds) // 64))[:64]), batch_size=64)
-    return model.eval(), [x for x, _ in TimeFirstBatches(loader, None)]
+    return model.eval(), [x for x, _ in TimeFirstBatches(loader, None)], acc

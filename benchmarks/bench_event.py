@@ -174,7 +174,7 @@ def model_cases(quick: bool) -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
             calibrate_bn(m, [x])
             cases.append((f"{name} (calibrated)", m, x))
         else:
-            m, batches = trained_ndigits(name)
+            m, batches, _ = trained_ndigits(name)
             cases.append((f"{name} (trained)", m, batches[0]))
     T = 4 if quick else 16
     torch.manual_seed(0)

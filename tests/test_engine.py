@@ -100,6 +100,9 @@ def test_spike_counts_take_the_weighted_gather(engine):
         independent = torch.stack([sum((x[i, j, c] * m.weight[:, c] for c in range(24)), m.bias)
                                    for i in range(2) for j in range(7)]).view(2, 7, -1)
         assert close(m(x), independent)
+        assert close(event_linear(x, m.weight, m.bias, reuse=False), independent)  # the function, too
+        with pytest.raises(ValueError, match="needs spikes"):
+            event_linear(torch.randn(3, 24), m.weight)
 
 
 def test_training_and_autograd_run_dense_with_gradients():
@@ -233,3 +236,20 @@ def test_engine_option_of_the_command_line(capsys):
     assert reports[0]["totals"] == reports[1]["totals"]
     assert main(["energy", "--model", "test_resnet", "--dense", "--engine", "auto"]) == 2
     assert "--engine: engine 'auto' applies to the spiking transformers" in capsys.readouterr().err
+
+
+def test_gpu_check_script_runs_here():
+    """benchmarks/gpu_check.py is the one prepared run for a session lent a GPU; without CUDA it says so and
+    measures nothing (with CUDA: its quick pass, every check ok)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    args = [sys.executable, str(script)] + (["--quick", "--output", "-"] if torch.cuda.is_available() else [])
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    if not torch.cuda.is_available():
+        assert "no CUDA device here" in r.stdout and "nothing measured" in r.stdout
+    else:
+        assert "FAILED" not in r.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 
 import pytest
@@ -301,3 +302,26 @@ def test_tiny_model_learns_through_surrogate():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.05, losses
+
+
+@pytest.mark.parametrize("name", ["test_spikformer", "test_spikingformer", "test_saformer"])
+def test_channels_last_tokenizer_computes_the_same(name):
+    """``channels_last`` (the default) only changes how the tokenizer's frames are laid out in memory: the same
+    logits and gradients as contiguous NCHW frames, to float rounding, and the frames really are NHWC."""
+    torch.manual_seed(0)
+    nhwc = make_active(sm.create_model(name), torch.poisson(torch.full((2, 3, 2, 32, 32), 0.4)))
+    nchw = copy.deepcopy(nhwc)  # same weights and BN settings (make_active changes the BN momentum)
+    nchw.config.channels_last = False
+    x = torch.poisson(torch.full((2, 3, 2, 32, 32), 0.4))
+    seen = []
+    conv = next(m for m in nhwc.sps.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda m, a, o: seen.append(a[0].is_contiguous(memory_format=torch.channels_last)))
+    for model in (nhwc, nchw):
+        model.train()
+        F.cross_entropy(model(x), torch.arange(3)).backward()
+    assert seen == [True]
+    nhwc.eval(), nchw.eval()
+    with torch.no_grad():
+        assert torch.allclose(nhwc(x), nchw(x), rtol=0, atol=1e-4)
+    for (k, a), b in zip(nhwc.named_parameters(), nchw.parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-3, atol=1e-5), k

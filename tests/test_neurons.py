@@ -282,3 +282,27 @@ def test_surrogate_unknown_kind():
     with pytest.raises(ValueError, match="unknown surrogate 'relu'"):
         spike_fn(GRID, "relu")
 
+
+
+@pytest.mark.parametrize("kind,tau,v_th,v_reset", [("lif", *p) for p in LIF_PARAMS] + [("if", 2.0, 1.0, 0.0)])
+@pytest.mark.parametrize("T", [1, 5])
+def test_inference_path_equals_the_autograd_path_and_spikingjelly(kind, tau, v_th, v_reset, T):
+    """Without autograd the neurons run a separate allocation-free loop (one membrane updated in place): the
+    same spikes as the autograd path and as SpikingJelly, at T = 1, batch 1, and for all-zero / all-firing
+    inputs."""
+    cfg = sm.NeuronConfig(kind=kind, tau=tau, v_threshold=v_th, v_reset=v_reset)
+    neuron = make_neuron(cfg)
+    if kind == "lif":
+        ref = sj_neuron.LIFNode(tau=tau, v_threshold=v_th, v_reset=v_reset, detach_reset=True, step_mode="m")
+    else:
+        ref = sj_neuron.IFNode(v_threshold=v_th, v_reset=None, detach_reset=True, step_mode="m")
+    g = torch.Generator().manual_seed(T)
+    for x in (torch.randn(T, 1, 7, generator=g) * 2, torch.zeros(T, 3, 4), torch.full((T, 3, 4), 10.0)):
+        with torch.no_grad():
+            fast = neuron(x)
+        slow = neuron(x.clone().requires_grad_()).detach()
+        ref.reset()
+        assert torch.equal(fast, slow) and torch.equal(fast, ref(x))
+    assert fast.sum() > 0  # the last input, 10 at every step, fires at the first step (the check can tell)
+    with torch.no_grad():
+        assert neuron(torch.zeros(T, 3, 4)).sum() == 0

@@ -3,18 +3,21 @@
 A linear layer fed binary spikes ``x`` computes ``y = b + Σ_{j: x_j = 1} W[:, j]``: a gather-add of the
 weight columns of the active inputs, no multiplications and work in proportion to the spikes. Here it
 runs as one ``embedding_bag(mode="sum")`` over the transposed weight, one bag per input row, after
-building the event list (active column indices + row offsets) of ``x`` once.
+building the event list (active column indices + row offsets) of ``x`` once. Spike counts (non-negative
+whole numbers: Spikformer's residual stream adds spikes, so its q/k/v and fc1 read 0, 1, 2, ...) take the
+same gather weighted by the counts (``per_sample_weights``).
 
 Building the event list costs about as much as a pass of ``torch.nonzero`` (slow on CPU: several ns per
-element); this module uses NumPy's ``flatnonzero`` on a ``bool`` view (several times faster) and caches
-the list of the last input, so the Q, K and V projections that read the same spikes build it once.
+element); this module uses one ``!= 0`` pass and NumPy's ``flatnonzero`` on its ``bool`` view (several
+times faster), checks the kind (binary / counts / real) on the events' values only, and caches the list
+of the last input, so the Q, K and V projections that read the same spikes build it once.
 
 Engines (per :class:`Linear`, set by the model's ``TransformerConfig.engine`` or :func:`set_engine`):
 
 * ``dense``: ``F.linear`` always (the default; training always runs dense).
-* ``event``: the gather-add whenever it is valid (eval mode, no autograd, binary input of the weight's
-  dtype on CPU), else ``F.linear`` (the dense fallback).
-* ``auto``: as ``event``, but only when the input's density (fraction of ones) is below ``threshold``.
+* ``event``: the gather-add whenever it is valid (eval mode, no autograd, spikes or spike counts of the
+  weight's dtype on CPU), else ``F.linear`` (the dense fallback).
+* ``auto``: as ``event``, but only when the input's density (fraction of non-zeros) is below ``threshold``.
 
 Outputs equal the dense path to float rounding (sums in another order). Measured crossover and limits:
 docs/engine.md; benchmark: benchmarks/bench_event.py.
@@ -155,16 +158,19 @@ def _gather_add(events: tuple[torch.Tensor, torch.Tensor], table: torch.Tensor, 
 
 def event_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
                  table: torch.Tensor | None = None, reuse: bool = True) -> torch.Tensor:
-    """``F.linear(x, weight, bias)`` for binary ``x [..., in]`` as a gather-add of weight columns.
+    """``F.linear(x, weight, bias)`` for spikes ``x [..., in]`` as a gather-add of weight columns.
 
     ``weight [out, in]``; ``table``: ``weight.t()`` made contiguous (``[in, out]``), if the caller keeps one.
     ``reuse``: take the event list of the previous call if ``x`` is the same unmodified tensor (False:
-    always build it). The caller guarantees that ``x`` is binary (see :func:`is_binary`); no autograd.
+    always build it). ``x`` must be binary or hold spike counts (:func:`is_binary`, :func:`is_count`;
+    counts weight their events), else ``ValueError``; no autograd.
     """
     if table is None:
         table = weight.detach().t().contiguous()  # [in, out]: one row per input
     events = _events_of(x) if reuse else _Events(x)
-    return _gather_add(events.list(), table, bias, x.shape[:-1])
+    if events.kind is None:
+        raise ValueError("event_linear needs spikes: an input of 0/1 values or of non-negative whole numbers")
+    return _gather_add(events.list(), table, bias, x.shape[:-1], events.weights())
 
 
 def _autograd_needed(x: torch.Tensor, module: nn.Linear) -> bool:

@@ -180,7 +180,8 @@ def random_spike_mask(
         return _structured_mask(x, ratio, share_over_time, generator, draw, structure, layout, heads)
     if draw == "all":
         shape = x.shape[1:] if share_over_time else x.shape
-        keep = torch.rand(shape, generator=generator, device=x.device) >= ratio  # P(keep) = 1 - ratio
+        # P(keep) = 1 - ratio; the comparison in place (1.0 / 0.0): no bool temporary and no cast pass
+        keep = torch.rand(shape, generator=generator, device=x.device).ge_(ratio)
         return x * keep.to(x.dtype)
     arriving = x != 0
     if share_over_time:

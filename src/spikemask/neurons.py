@@ -99,7 +99,7 @@ def _fire(h: torch.Tensor, s: torch.Tensor, v_th: float, v_reset: float, hard_re
     return torch.addcmul(h, h, s, value=-1.0, out=out)  # H - H S: exactly H or 0
 
 
-def _multi_step_inference(x_seq, leak, v_th, v_reset, v_init, hard_reset) -> torch.Tensor:
+def multi_step_inference(x_seq, leak, v_th, v_reset, v_init, hard_reset) -> torch.Tensor:
     """The forward pass without autograd: one membrane buffer updated in place, every step written into
     the preallocated spike tensor, so no step allocates (per-step allocations of step-sized tensors cost
     more than the arithmetic on CPU: page faults on every fresh block)."""
@@ -109,6 +109,44 @@ def _multi_step_inference(x_seq, leak, v_th, v_reset, v_init, hard_reset) -> tor
         _charge(x_seq[t], v, leak, v_reset, hard_reset, out=v)
         _fire(v, spikes[t], v_th, v_reset, hard_reset, out=v)
     return spikes
+
+
+def multi_step_with_h(x_seq, leak, v_th, v_reset, v_init, hard_reset) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spikes, H) of the whole sequence: the forward pass that keeps what the backward pass needs."""
+    h_seq = torch.empty_like(x_seq)
+    spikes = torch.empty_like(x_seq)
+    v = torch.full_like(x_seq[0], v_init)
+    for t in range(x_seq.shape[0]):
+        h = _charge(x_seq[t], v, leak, v_reset, hard_reset, out=h_seq[t])
+        _fire(h, spikes[t], v_th, v_reset, hard_reset, out=v)
+    return spikes, h_seq
+
+
+def multi_step_backward(h_seq, grad_s, leak, v_th, kind, alpha, hard_reset) -> torch.Tensor:
+    """dL/dX of the whole sequence from ``H`` and dL/dS (module docstring), reset detached."""
+    carry = 1.0 - leak if hard_reset else 1.0
+    grad_x = torch.empty_like(h_seq)
+    bufs = (torch.empty_like(h_seq[0]), torch.empty_like(h_seq[0]))  # dL/dH of t and of t + 1
+    fired = torch.empty_like(h_seq[0]) if hard_reset else None
+    grad_next = None  # dL/dH[t+1]
+    for t in range(h_seq.shape[0] - 1, -1, -1):
+        h = h_seq[t]
+        grad_h = surrogate_grad_(torch.sub(h, v_th, out=bufs[t % 2]), kind, alpha).mul_(grad_s[t])  # spike path
+        if grad_next is not None:
+            # dL/dH[t] += dL/dH[t+1] carry dV[t]/dH[t]: the hard reset V = H (1 - S) + V_reset S
+            # passes dV/dH only where H[t] did not spike, the soft reset passes it always
+            if hard_reset:
+                torch.ge(h, v_th, out=fired)
+                grad_next.addcmul_(grad_next, fired, value=-1.0)  # zero where H[t] spiked
+                grad_h.add_(grad_next, alpha=carry)
+            else:
+                grad_h.add_(grad_next)
+        if hard_reset:
+            torch.mul(grad_h, leak, out=grad_x[t])
+        else:
+            grad_x[t].copy_(grad_h)
+        grad_next = grad_h
+    return grad_x
 
 
 class _FusedMultiStep(torch.autograd.Function):
@@ -121,12 +159,7 @@ class _FusedMultiStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_seq, leak, v_th, v_reset, v_init, kind, alpha, hard_reset):
-        h_seq = torch.empty_like(x_seq)
-        spikes = torch.empty_like(x_seq)
-        v = torch.full_like(x_seq[0], v_init)
-        for t in range(x_seq.shape[0]):
-            h = _charge(x_seq[t], v, leak, v_reset, hard_reset, out=h_seq[t])
-            _fire(h, spikes[t], v_th, v_reset, hard_reset, out=v)
+        spikes, h_seq = multi_step_with_h(x_seq, leak, v_th, v_reset, v_init, hard_reset)
         ctx.save_for_backward(h_seq)
         ctx.cfg = (leak, v_th, kind, alpha, hard_reset)
         return spikes
@@ -134,30 +167,7 @@ class _FusedMultiStep(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_s):
         (h_seq,) = ctx.saved_tensors
-        leak, v_th, kind, alpha, hard_reset = ctx.cfg
-        carry = 1.0 - leak if hard_reset else 1.0
-        grad_x = torch.empty_like(h_seq)
-        bufs = (torch.empty_like(h_seq[0]), torch.empty_like(h_seq[0]))  # dL/dH of t and of t + 1
-        fired = torch.empty_like(h_seq[0]) if hard_reset else None
-        grad_next = None  # dL/dH[t+1]
-        for t in range(h_seq.shape[0] - 1, -1, -1):
-            h = h_seq[t]
-            grad_h = surrogate_grad_(torch.sub(h, v_th, out=bufs[t % 2]), kind, alpha).mul_(grad_s[t])  # spike path
-            if grad_next is not None:
-                # dL/dH[t] += dL/dH[t+1] carry dV[t]/dH[t]: the hard reset V = H (1 - S) + V_reset S
-                # passes dV/dH only where H[t] did not spike, the soft reset passes it always
-                if hard_reset:
-                    torch.ge(h, v_th, out=fired)
-                    grad_next.addcmul_(grad_next, fired, value=-1.0)  # zero where H[t] spiked
-                    grad_h.add_(grad_next, alpha=carry)
-                else:
-                    grad_h.add_(grad_next)
-            if hard_reset:
-                torch.mul(grad_h, leak, out=grad_x[t])
-            else:
-                grad_x[t].copy_(grad_h)
-            grad_next = grad_h
-        return grad_x, None, None, None, None, None, None, None
+        return (multi_step_backward(h_seq, grad_s, *ctx.cfg),) + (None,) * 7
 
 
 def _needs_grad(x_seq: torch.Tensor) -> bool:
@@ -186,11 +196,16 @@ class SpikingNeuron(nn.Module):
 class LIF(SpikingNeuron):
     """Multi-step LIF neuron with hard reset (see module docstring)."""
 
+    def dynamics(self) -> tuple[float, float, float, float, bool]:
+        """(leak, V_th, V_reset, V_init, hard reset): the arguments of the multi-step kernels."""
+        c = self.cfg
+        return 1.0 / c.tau, c.v_threshold, c.v_reset, c.initial_v, True
+
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         self._check(x_seq)
         c = self.cfg
         if not _needs_grad(x_seq):
-            return _multi_step_inference(x_seq, 1.0 / c.tau, c.v_threshold, c.v_reset, c.initial_v, True)
+            return multi_step_inference(x_seq, 1.0 / c.tau, c.v_threshold, c.v_reset, c.initial_v, True)
         if c.detach_reset:
             return _FusedMultiStep.apply(
                 x_seq, 1.0 / c.tau, c.v_threshold, c.v_reset, c.initial_v, c.surrogate, c.surrogate_alpha, True
@@ -208,11 +223,16 @@ class LIF(SpikingNeuron):
 class IF(SpikingNeuron):
     """Multi-step integrate-and-fire neuron with reset by subtraction (see module docstring)."""
 
+    def dynamics(self) -> tuple[float, float, float, float, bool]:
+        """(leak, V_th, V_reset, V_init, hard reset): the arguments of the multi-step kernels."""
+        c = self.cfg
+        return 0.0, c.v_threshold, c.v_reset, c.initial_v, False
+
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         self._check(x_seq)
         c = self.cfg
         if not _needs_grad(x_seq):
-            return _multi_step_inference(x_seq, 0.0, c.v_threshold, c.v_reset, c.initial_v, False)
+            return multi_step_inference(x_seq, 0.0, c.v_threshold, c.v_reset, c.initial_v, False)
         if c.detach_reset:
             return _FusedMultiStep.apply(
                 x_seq, 0.0, c.v_threshold, c.v_reset, c.initial_v, c.surrogate, c.surrogate_alpha, False

@@ -110,6 +110,9 @@ class TransformerConfig:
     event_threshold: the density (fraction of ones, in [0, 1]) below which ``auto`` uses events.
     channels_last: run the tokenizer's convolutions on channels-last (NHWC) frames: the same numbers to
         float rounding, measured 5-10 % faster training and 25-35 % faster inference on CPU (docs/engine.md).
+    fuse_bn_lif: in training, run the ``spikformer`` tokenizer's BN -> LIF -> MaxPool stages as one autograd
+        node that keeps only the BN input for backward and recomputes the rest (:mod:`spikemask.fused`):
+        the same numbers, about a quarter of those layers' activation memory (docs/engine.md).
     """
 
     img_size: int = bounded(128, ge=1)
@@ -137,6 +140,7 @@ class TransformerConfig:
     engine: Literal["dense", "event", "auto"] = "dense"
     event_threshold: float = bounded(DEFAULT_THRESHOLD, ge=0, le=1)
     channels_last: bool = True
+    fuse_bn_lif: bool = True
 
     def __post_init__(self) -> None:
         check_bounds(self, "model")
@@ -224,7 +228,7 @@ class SpikingTransformer(MaskableMixin, nn.Module):
         self.config = config
         self.variant = self.family
         self.sps = build_tokenizer(config.tokenizer, config.in_channels, config.embed_dim, config.neuron,
-                                   config.sps_pool, config.sps_residual)
+                                   config.sps_pool, config.sps_residual, config.fuse_bn_lif)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         kind = config.head
         self.head_lif = make_neuron(config.neuron) if kind.startswith("sn_") else None
