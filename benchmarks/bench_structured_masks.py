@@ -207,7 +207,7 @@ def plot(res: dict[str, Any], path: Path, info: dict[str, Any]) -> None:
         ax.plot(taus, [1.0] + [r["ops_rel"] for r in rs], "--", color=color, alpha=0.5, label=f"{label}: ops")
     ax.set_xlabel("masking ratio τ")
     ax.set_ylabel("relative to the unmasked model")
-    ax.set_ylim(0, 1.3)
+    ax.set_ylim(0, max(1.1, 1.05 * max(r["ratio_stats"][0] for r in res["rows"])))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=6)
     fig.suptitle(f"{MODEL}: inference time and operations against τ; {info['torch_threads']} thread(s)", fontsize=9)

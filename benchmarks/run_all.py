@@ -21,6 +21,7 @@ import bench_conversion
 import bench_energy
 import bench_event
 import bench_frames
+import bench_layout
 import bench_model
 import bench_neurons
 import bench_readers
@@ -38,6 +39,7 @@ BENCHMARKS = {
     "conversion": bench_conversion,
     "event": bench_event,
     "sj_spikformer": bench_sj_spikformer,
+    "layout": bench_layout,
     "structured_masks": bench_structured_masks,
 }
 HERE = Path(__file__).resolve().parent
@@ -66,6 +68,7 @@ def render(results: dict[str, dict[str, Any]], info: dict[str, Any], quick: bool
               "energy": "Energy counting overhead and SynOp cross-check", "frames": "Event framing and ATIS reading",
               "readers": "AEDAT readers (CIFAR10-DVS, DVS128 Gesture)", "conversion": bench_conversion.SECTION,
               "sj_spikformer": bench_sj_spikformer.SECTION, "structured_masks": bench_structured_masks.SECTION,
+              "layout": bench_layout.SECTION,
               "event": bench_event.SECTION}
     for name, res in results.items():
         lines += ["", f"## {titles[name]}", "",

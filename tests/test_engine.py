@@ -253,3 +253,21 @@ def test_gpu_check_script_runs_here():
         assert "no CUDA device here" in r.stdout and "nothing measured" in r.stdout
     else:
         assert "FAILED" not in r.stdout
+
+
+def test_the_event_cache_keeps_no_activation_alive():
+    """The last input's events are cached for Q/K/V reuse; the input itself is held weakly (and its bool mask
+    dropped once the list exists), so a finished forward frees its activations."""
+    import gc
+    import weakref
+
+    for engine, density in (("event", 0.1), ("auto", 0.9)):  # the event path, and auto's dense decision
+        m = layer(engine=engine)
+        x = spikes(6, 24, density=density)
+        alive = weakref.ref(x)
+        with torch.no_grad():
+            y = m(x)
+        assert m.last_path == ("event" if engine == "event" else "dense")
+        del x
+        gc.collect()
+        assert alive() is None and y.shape == (6, 40)

@@ -306,3 +306,23 @@ def test_inference_path_equals_the_autograd_path_and_spikingjelly(kind, tau, v_t
     assert fast.sum() > 0  # the last input, 10 at every step, fires at the first step (the check can tell)
     with torch.no_grad():
         assert neuron(torch.zeros(T, 3, 4)).sum() == 0
+
+
+def test_lif_spikes_equal_spikingjelly_bit_for_bit_at_the_threshold():
+    """SpikingJelly charges ``v + (x - v) / tau``; spikemask does the same operations in the same order. Other
+    algebraically equal forms (``lerp(v, x, 1/tau)``, ``x / tau + v (1 - 1/tau)``) round differently, which
+    decides the spike when the membrane lands within an ulp of the threshold: a million step-2 inputs put it
+    there on purpose (about 3 % of them straddle the threshold under the other forms). Inference and autograd
+    paths, tau 2."""
+    g = torch.Generator().manual_seed(7)
+    x0 = torch.rand(1_000_000, generator=g) * 1.9  # step 1 stays below threshold: V = x0 / 2
+    x1 = 2.0 - x0 / 2 + (torch.rand(1_000_000, generator=g) - 0.5) * 1e-6  # step 2: H within ulps of 1
+    x = torch.stack([x0, x1])
+    ref = sj_neuron.LIFNode(tau=2.0, v_threshold=1.0, v_reset=0.0, detach_reset=True, step_mode="m")
+    expected = ref(x)
+    neuron = make_neuron(sm.NeuronConfig(kind="lif", tau=2.0))
+    with torch.no_grad():
+        assert torch.equal(neuron(x), expected)
+    assert torch.equal(neuron(x.clone().requires_grad_()).detach(), expected)
+    other = (torch.lerp(x0 / 2, x1, 0.5) >= 1.0).float()  # the check can tell the forms apart
+    assert (other != expected[1]).sum() > 1000

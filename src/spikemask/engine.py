@@ -86,31 +86,49 @@ class _Events:
     ``"binary"`` (every non-zero is 1: a plain gather-add), ``"count"`` (non-negative whole numbers, e.g.
     Spikformer's residual stream of summed spikes: a gather-add weighted by the counts) or ``None``
     (anything else: real values, negatives, NaN or inf; the layer runs dense).
+
+    ``x`` is held weakly and the bool mask only until the list is built (or :meth:`release`): the cache of
+    the last input never keeps an activation alive.
     """
 
-    __slots__ = ("density", "_x2", "_mask", "_flat", "_list", "_kind", "_values")
+    __slots__ = ("density", "_x", "_mask", "_flat", "_list", "_kind", "_values")
 
     def __init__(self, x: torch.Tensor) -> None:
-        self._x2, self._mask, self._flat, self._list, self._kind, self._values = (None,) * 6
+        self._x, self._mask, self._flat, self._list, self._kind, self._values = (None,) * 6
         self.density = 1.0
         if x.numel() == 0 or x.is_complex() or x.is_sparse:
             return
-        self._x2 = x.reshape(-1, x.shape[-1])  # [R, C]
-        self._mask = (self._x2 != 0).contiguous()
+        self._x = weakref.ref(x)
+        self._mask = self._bool(x)
         self.density = (np.count_nonzero(self._mask.numpy()) if x.device.type == "cpu"
-                        else int(self._mask.sum())) / self._x2.numel()
+                        else int(self._mask.sum())) / self._mask.numel()
+
+    @staticmethod
+    def _bool(x: torch.Tensor) -> torch.Tensor:
+        return (x.reshape(-1, x.shape[-1]) != 0).contiguous()  # [R, C]
+
+    def _input(self) -> torch.Tensor:
+        x = self._x() if self._x is not None else None
+        if x is None:
+            raise RuntimeError("the input of these events is gone")  # callers hold x while they ask
+        return x
+
+    def release(self) -> None:
+        """Drop the bool mask (the density stays; the list can still be built from the input)."""
+        self._mask = None
 
     def list(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._list is None:
-            self._flat, *self._list = _events(self._mask)
-            self._list = tuple(self._list)
+            mask = self._mask if self._mask is not None else self._bool(self._input())
+            self._flat, *rest = _events(mask)
+            self._list, self._mask = tuple(rest), None
         return self._list
 
     @property
     def kind(self) -> str | None:
-        if self._x2 is not None and self._kind is None:
+        if self._x is not None and self._kind is None:
             self.list()
-            values = self._x2.reshape(-1)[self._flat]  # [nnz]: O(events) (a copy first if x is strided)
+            values = self._input().reshape(-1)[self._flat]  # [nnz]: O(events) (a copy first if x is strided)
             if bool((values == 1).all()):
                 self._kind = "binary"
             elif bool(((values >= 0) & (values == values.round()) & values.isfinite()).all()):
@@ -191,6 +209,7 @@ def linear(module: nn.Linear, x: torch.Tensor, engine: str = "dense",
         return F.linear(x, module.weight, module.bias), "dense"
     ev = _events_of(x)
     if (engine == "auto" and ev.density >= threshold) or ev.kind is None:
+        ev.release()
         return F.linear(x, module.weight, module.bias), "dense"
     table = module.event_table() if isinstance(module, Linear) else module.weight.detach().t().contiguous()
     return _gather_add(ev.list(), table, module.bias, x.shape[:-1], ev.weights()), "event"

@@ -77,13 +77,13 @@ class NeuronConfig:
 
 def _charge(x_t: torch.Tensor, v: torch.Tensor, leak: float, v_reset: float, hard_reset: bool,
             out: torch.Tensor) -> torch.Tensor:
-    """``H[t]`` into ``out`` in one pass: LIF ``H = V + (X + V_reset - V) / tau`` is ``lerp(V, X + V_reset, 1/tau)``,
-    IF ``H = V + X``. ``out`` may be ``v`` itself (inference updates one membrane buffer in place)."""
+    """``H[t]`` into ``out`` (not ``v``), in SpikingJelly's order of operations so that spikes match theirs
+    bit for bit: LIF ``H = V + (X - (V - V_reset)) / tau`` as ``X - V`` then ``V + leak (X - V)`` (``leak =
+    1/tau``: exact for tau 2, where ``/ 2`` and ``* 0.5`` round alike), IF ``H = V + X``."""
     if not hard_reset:
-        return torch.add(x_t, v, out=out)
-    if v_reset:
-        return torch.lerp(v, x_t + v_reset, leak, out=out)
-    return torch.lerp(v, x_t, leak, out=out)
+        return torch.add(v, x_t, out=out)
+    torch.sub(x_t, v - v_reset if v_reset else v, out=out)
+    return torch.add(v, out, alpha=leak, out=out)
 
 
 def _fire(h: torch.Tensor, s: torch.Tensor, v_th: float, v_reset: float, hard_reset: bool,
@@ -100,14 +100,15 @@ def _fire(h: torch.Tensor, s: torch.Tensor, v_th: float, v_reset: float, hard_re
 
 
 def multi_step_inference(x_seq, leak, v_th, v_reset, v_init, hard_reset) -> torch.Tensor:
-    """The forward pass without autograd: one membrane buffer updated in place, every step written into
-    the preallocated spike tensor, so no step allocates (per-step allocations of step-sized tensors cost
-    more than the arithmetic on CPU: page faults on every fresh block)."""
+    """The forward pass without autograd: two step-sized membrane buffers (charged, reset) reused every step
+    and every step's spikes written into the preallocated output, so no step allocates (per-step allocations
+    of step-sized tensors cost more than the arithmetic on CPU: page faults on every fresh block)."""
     spikes = torch.empty_like(x_seq)
     v = torch.full_like(x_seq[0], v_init)
+    h = torch.empty_like(v)
     for t in range(x_seq.shape[0]):
-        _charge(x_seq[t], v, leak, v_reset, hard_reset, out=v)
-        _fire(v, spikes[t], v_th, v_reset, hard_reset, out=v)
+        _charge(x_seq[t], v, leak, v_reset, hard_reset, out=h)
+        _fire(h, spikes[t], v_th, v_reset, hard_reset, out=v)
     return spikes
 
 

@@ -39,8 +39,7 @@ class StepIF(nn.Module):
         if self.v is None or self.v.shape != z.shape:
             self.v = torch.full_like(z, 0.0) + th * self.v_init
         v = self.v.add_(z)
-        fired = v >= th
-        out = fired.to(z.dtype) * th  # each spike carries θ
+        out = torch.ge(v, th, out=torch.empty_like(v)).mul_(th)  # each spike carries θ; no bool temporary
         v.sub_(out)
         return out
 
