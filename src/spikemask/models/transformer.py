@@ -104,15 +104,17 @@ class TransformerConfig:
         ``"trunc_normal"`` uses N(0, 0.02) weights and zero biases (the static code's Linear).
     neuron: the LIF neurons. mask: Random Spike Masking (sites None: the attention's own default sites).
     engine: how the linears that may read spikes (attention q/k/v/proj, MLP fc1/fc2) run at inference:
-        ``dense`` (``F.linear``), ``event`` (gather-add of the weight columns of the active inputs when the
-        input is binary, else dense) or ``auto`` (event when the input's density < ``event_threshold``);
-        training always runs dense, outputs are the same to float rounding (:mod:`spikemask.engine`).
-    event_threshold: the density (fraction of ones, in [0, 1]) below which ``auto`` uses events.
+        ``dense`` (``F.linear``), ``event`` (gather-add of the weight columns of the active inputs, weighted
+        by spike counts, when the input holds spikes, else dense) or ``auto`` (event when the input's density
+        < ``event_threshold``); training always runs dense, outputs are the same to float rounding
+        (:mod:`spikemask.engine`).
+    event_threshold: the density (fraction of non-zeros, in [0, 1]) below which ``auto`` uses events.
     channels_last: run the tokenizer's convolutions on channels-last (NHWC) frames: the same numbers to
-        float rounding, measured 5-10 % faster training and 25-35 % faster inference on CPU (docs/engine.md).
+        float rounding; measured 1.1-1.3x faster inference on CPU, no gain in training (docs/engine.md).
     fuse_bn_lif: in training, run the ``spikformer`` tokenizer's BN -> LIF -> MaxPool stages as one autograd
         node that keeps only the BN input for backward and recomputes the rest (:mod:`spikemask.fused`):
-        the same numbers, about a quarter of those layers' activation memory (docs/engine.md).
+        the same numbers, about a quarter of those layers' activation memory, 7-19 % more time per training
+        step on CPU (docs/engine.md).
     """
 
     img_size: int = bounded(128, ge=1)
