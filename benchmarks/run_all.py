@@ -1,6 +1,6 @@
 """Run every benchmark and write ``benchmarks/results.md`` (machine info + every table).
 
-``make bench`` runs ``python benchmarks/run_all.py``; ``--quick`` is a short pass (under a minute)
+``make bench`` runs ``python benchmarks/run_all.py``; ``--quick`` is a short pass (about 4 minutes, untrained models)
 that checks the benchmarks still run and gives rough numbers; it writes ``results-quick.md`` so that it
 never replaces the full results. ``--only neurons,model`` runs a subset; ``--output PATH`` writes the
 results elsewhere (``-`` to skip writing). Nothing here asserts on a
