@@ -63,20 +63,40 @@ class Timing:
         return min(self.rounds), max(self.rounds)
 
 
+HERE = Path(__file__).resolve().parent
+
+
 def parse_bench_args(
     argv: list[str] | None, description: str, quick_help: str, full_repeat: int,
-    extra: Callable[[Any], None] | None = None,
+    extra: Callable[[Any], None] | None = None, *, section: bool = False, plot: str | None = None,
 ):
-    """The options every benchmark takes (``extra(parser)`` adds its own); returns (args, threads set, timed rounds)."""
+    """The options every benchmark takes (``extra(parser)`` adds its own); returns (args, threads set, timed rounds).
+
+    ``section``: the script writes its own section of a results file when run alone (:func:`write_standalone`):
+    ``--output``, resolved to ``results.md`` (``results-quick.md`` with ``--quick``; ``-``: nowhere).
+    ``plot``: the script draws a figure, default file ``plot`` in this folder: ``--plot``, resolved to that
+    path, or to None with ``--quick`` or ``-``.
+    """
     import argparse
 
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--repeat", type=int, default=None, help=f"timed rounds (default {full_repeat}, quick 3)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: stable on a shared box)")
+    if section:
+        ap.add_argument("--output", default=None, help="Markdown file whose section to replace when run as a "
+                        "script (default results.md, results-quick.md with --quick; '-': none)")
+    if plot:
+        ap.add_argument("--plot", default=None,
+                        help=f"plot file (default {plot}; none with --quick unless given; '-': none)")
     if extra is not None:
         extra(ap)
     args = ap.parse_args(argv)
+    if section:
+        args.output = args.output or str(HERE / ("results-quick.md" if args.quick else "results.md"))
+    if plot:
+        args.plot = args.plot or (None if args.quick else str(HERE / plot))
+        args.plot = None if args.plot == "-" else args.plot
     return args, set_threads(args.threads), args.repeat or (3 if args.quick else full_repeat)
 
 
@@ -336,6 +356,18 @@ def inference(model: torch.nn.Module, call: Callable[[Any], Any], x: Any) -> Cal
     return run
 
 
+def time_train_infer(models: dict[str, torch.nn.Module], calls: dict[str, Callable[[Any], Any]], x: Any, y: Any,
+                     repeat: int, warmup: int) -> tuple[dict[str, Timing], dict[str, Timing], dict[str, int]]:
+    """(training-step timings, inference timings, allocator peak of a training step) of each named model, the
+    models interleaved round by round; ``calls[name](x)`` gives its logits; AdamW (lr 1e-4) per model. The
+    peak is taken after the timed steps, when the optimizer state exists: a steady-state step's."""
+    opts = {n: torch.optim.AdamW(m.parameters(), lr=1e-4) for n, m in models.items()}
+    steps = {n: training_step(models[n], calls[n], opts[n], x, y) for n in calls}
+    t_train = interleaved(steps, repeat=repeat, warmup=warmup)
+    t_infer = interleaved({n: inference(models[n], calls[n], x) for n in calls}, repeat=repeat, warmup=warmup)
+    return t_train, t_infer, {n: peak_alloc_bytes(steps[n]) for n in calls}
+
+
 def gemm_peak_flops(n: int = 1024, rounds: int = 5, min_block_s: float = 0.2) -> float:
     """Best fp32 ``torch.mm`` throughput (FLOP/s) of an ``n``³ product over ``rounds`` timed blocks."""
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -360,7 +392,7 @@ def dense_flops_per_sample(model: torch.nn.Module, T: int) -> float:
     return 2.0 * T * float(dense_energy(model, T=T)["totals"]["dense_macs_per_step"])
 
 
-CACHE = Path(__file__).resolve().parent / ".cache"  # trained benchmark models (git-ignored)
+CACHE = HERE / ".cache"  # trained benchmark models (git-ignored)
 
 
 def trained_ndigits(name: str, epochs: int = 5, overrides: tuple[str, ...] = (),

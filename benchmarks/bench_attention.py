@@ -326,13 +326,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ap.add_argument("--qkv-rate", type=float, default=DENSITY,
                         help=f"firing rate the Q/K/V neurons are set to (default {DENSITY}); "
                              "0: BN statistics only (untrained, ~2 %%)")
-        ap.add_argument("--output", default=None,
-                        help="Markdown file whose attention section to replace when run as a script "
-                             "(default results.md, results-quick.md with --quick; '-': none)")
-        ap.add_argument("--plot", default=None,
-                        help="plot file (default attention_cost.png; none with --quick unless given; '-': none)")
 
-    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "N up to 256, fewer rounds", 7, extra)
+    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "N up to 256, fewer rounds", 7, extra,
+                                             section=True, plot="attention_cost.png")
     start = time.perf_counter()
     info = machine_info()
     sides = SIDES_QUICK if args.quick else SIDES_FULL
@@ -341,13 +337,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = tables(results, summary, info, repeat, args.qkv_rate)
     print(f"bench_attention: torch threads = {threads}, rounds = {repeat}")
     print(text)
-    plot_path = args.plot or (None if args.quick else str(HERE / "attention_cost.png"))
-    if plot_path and plot_path != "-":
-        plot(results, Path(plot_path), info)
-        print(f"\nwrote {plot_path}")
-    output = args.output or str(HERE / ("results-quick.md" if args.quick else "results.md"))
+    if args.plot:
+        plot(results, Path(args.plot), info)
+        print(f"\nwrote {args.plot}")
     return {"name": "attention", "threads": threads, "repeat": repeat, "results": results, "summary": summary,
-            "table": text, "output": output, "seconds": time.perf_counter() - start}
+            "table": text, "output": args.output, "seconds": time.perf_counter() - start}
 
 
 if __name__ == "__main__":

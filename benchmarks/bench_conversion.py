@@ -297,12 +297,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="add MST's swin_t_bn_cifar at batch 1 (~90 s on one core at 3 rounds; also with --quick)")
         ap.add_argument("--large-repeat", type=int, default=3,
                         help="timed rounds for the paper-sized models (default 3, at most --repeat)")
-        ap.add_argument("--output", default=None,
-                        help="Markdown file whose conversion section to replace when run as a script "
-                             "(default results.md, results-quick.md with --quick; '-': none)")
 
     args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0],
-                                             "small digits models only, fewer rounds", 7, extra)
+                                             "small digits models only, fewer rounds", 7, extra, section=True)
     start = time.perf_counter()
     info = machine_info()
     large = [] if (args.quick or args.no_large) else list(LARGE)
@@ -316,9 +313,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = tables(results, info, repeat, large_repeat)
     print(f"bench_conversion: torch threads = {threads}, rounds = {repeat}")
     print(text)
-    output = args.output or str(HERE / ("results-quick.md" if args.quick else "results.md"))
     return {"name": "conversion", "threads": threads, "repeat": repeat, "results": results, "table": text,
-            "output": output, "seconds": time.perf_counter() - start}
+            "output": args.output, "seconds": time.perf_counter() - start}
 
 
 if __name__ == "__main__":

@@ -43,13 +43,16 @@ import torch
 import torch.nn.functional as F
 from _common import (
     calibrate_bn,
+    dense_flops_per_sample,
     fmt_ms,
     fmt_ratio,
     format_table,
+    gemm_peak_flops,
     interleaved,
     machine_info,
     parse_bench_args,
     ratio_stats,
+    trained_ndigits,
     write_standalone,
 )
 
@@ -120,8 +123,6 @@ def bench_model(label: str, dense: torch.nn.Module, x: torch.Tensor, repeat: int
     """Engines ``dense``, ``event`` and ``auto`` on the same weights and input ``x`` (time-first)."""
     import copy
 
-    from _common import dense_flops_per_sample
-
     from spikemask.engine import Linear, set_engine
 
     dense = dense.eval()
@@ -161,8 +162,6 @@ def model_cases(quick: bool) -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
     """(label, model, input): the N-Digits models trained (full run; quick: untrained, BN calibrated) at the
     firing rates of 64 test clips, and Spikformer-2-256 (DVS 128², T 16, batch 1; quick T 4) BN-calibrated on
     Poisson(0.3) event counts."""
-    from _common import trained_ndigits
-
     import spikemask as sm
 
     cases = []
@@ -241,32 +240,23 @@ def plot(lin: list[dict[str, Any]], path: Path, info: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    def extra(ap):
-        ap.add_argument("--output", default=None, help="Markdown file whose section to replace when run as a "
-                        "script (default results.md, results-quick.md with --quick; '-': none)")
-        ap.add_argument("--plot", default=None, help="plot file (default event_crossover.png; none with --quick "
-                        "unless given; '-': none)")
-
-    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "fewer rows, batch 8, 3 rounds", 7, extra)
+    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "fewer rows, batch 8, 3 rounds", 7,
+                                             section=True, plot="event_crossover.png")
     start = time.perf_counter()
     info = machine_info()
     rows = 8 * (2 if args.quick else 8) * 64  # T * B * N
     lin = [bench_linear(rows, i, o, d, repeat) for i, o in SHAPES for d in DENSITIES]
     lin += [bench_linear(rows, 256, 1024, d, repeat, counts=True) for d in DENSITIES]
-    from _common import gemm_peak_flops
-
     gemm = gemm_peak_flops(rounds=3 if args.quick else 5)
     models = [bench_model(label, m, x, repeat, gemm) for label, m, x in model_cases(args.quick)]
     text, cross = tables(lin, models, rows, info, repeat)
     print(f"bench_event: torch threads = {threads}, rounds = {repeat}")
     print(text)
-    plot_path = args.plot or (None if args.quick else str(HERE / "event_crossover.png"))
-    if plot_path and plot_path != "-":
-        plot(lin, Path(plot_path), info)
-        print(f"\nwrote {plot_path}")
-    output = args.output or str(HERE / ("results-quick.md" if args.quick else "results.md"))
+    if args.plot:
+        plot(lin, Path(args.plot), info)
+        print(f"\nwrote {args.plot}")
     return {"name": "event", "threads": threads, "repeat": repeat, "linears": lin, "models": models,
-            "crossover": cross, "table": text, "output": output, "seconds": time.perf_counter() - start}
+            "crossover": cross, "table": text, "output": args.output, "seconds": time.perf_counter() - start}
 
 
 if __name__ == "__main__":

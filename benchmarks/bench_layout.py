@@ -101,21 +101,15 @@ def tables(res: dict[str, Any], info: dict[str, Any], repeat: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    def extra(ap):
-        ap.add_argument("--output", default=None,
-                        help="Markdown file whose section to replace when run as a script "
-                             "(default results.md, results-quick.md with --quick; '-': none)")
-
-    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "T 4, 3 rounds", 5, extra)
+    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "T 4, 3 rounds", 5, section=True)
     start = time.perf_counter()
     info = machine_info()
     res = run(4 if args.quick else 16, repeat)
     text = tables(res, info, repeat)
     print(f"bench_layout: torch threads = {threads}, rounds = {repeat}")
     print(text)
-    output = args.output or str(HERE / ("results-quick.md" if args.quick else "results.md"))
-    return {"name": "layout", "threads": threads, "repeat": repeat, "results": res, "table": text, "output": output,
-            "seconds": time.perf_counter() - start}
+    return {"name": "layout", "threads": threads, "repeat": repeat, "results": res, "table": text,
+            "output": args.output, "seconds": time.perf_counter() - start}
 
 
 if __name__ == "__main__":

@@ -31,12 +31,9 @@ from _common import (
     fmt_ms,
     fmt_ratio,
     format_table,
-    inference,
-    interleaved,
     parse_bench_args,
-    peak_alloc_bytes,
     ratio_stats,
-    training_step,
+    time_train_infer,
 )
 from torch import nn
 
@@ -120,13 +117,7 @@ def bench_case(variant: str, T: int, B: int, side: int, repeat: int, warmup: int
     d_logits, d_grad = _check(ours, sj, x, y)
 
     calls = {"ours": ours, "sj": _sj_call(sj)}
-    models = {"ours": ours, "sj": sj}
-    opts = {n: torch.optim.AdamW(m.parameters(), lr=1e-4) for n, m in models.items()}
-    steps = {n: training_step(models[n], calls[n], opts[n], x, y) for n in calls}
-    t_train = interleaved(steps, repeat=repeat, warmup=warmup)
-    t_infer = interleaved({n: inference(models[n], calls[n], x) for n in calls}, repeat=repeat, warmup=warmup)
-    # optimizer state exists after the timed steps, so the peak is that of a steady-state step
-    peak = {n: peak_alloc_bytes(steps[n]) for n in calls}
+    t_train, t_infer, peak = time_train_infer({"ours": ours, "sj": sj}, calls, x, y, repeat, warmup)
     return {
         "variant": variant, "T": T, "batch": B, "input": list(x.shape),
         "train_s": {n: t.rounds for n, t in t_train.items()},

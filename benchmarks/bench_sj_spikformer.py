@@ -69,13 +69,10 @@ from _common import (
     fmt_ratio,
     format_table,
     gemm_peak_flops,
-    inference,
-    interleaved,
     machine_info,
-    peak_alloc_bytes,
     ratio_stats,
     set_threads,
-    training_step,
+    time_train_infer,
     write_standalone,
 )
 from torch import nn
@@ -208,13 +205,7 @@ def bench_cell(T: int, B: int, repeat: int, warmup: int) -> dict[str, Any]:
     y = torch.randint(0, ours.config.num_classes, (B,), generator=g)
     check = _check(ours, sj, x, y)
     calls = {"ours": ours, "sj": _sj_call(sj)}
-    models = {"ours": ours, "sj": sj}
-    opts = {n: torch.optim.AdamW(m.parameters(), lr=1e-4) for n, m in models.items()}
-
-    steps = {n: training_step(models[n], calls[n], opts[n], x, y) for n in calls}
-    t_train = interleaved(steps, repeat=repeat, warmup=warmup)
-    t_infer = interleaved({n: inference(models[n], calls[n], x) for n in calls}, repeat=repeat, warmup=warmup)
-    peak = {n: peak_alloc_bytes(steps[n]) for n in calls}  # after the timed steps: optimizer state exists
+    t_train, t_infer, peak = time_train_infer({"ours": ours, "sj": sj}, calls, x, y, repeat, warmup)
     per = {k: {n: Timing(n, [s / B for s in t.rounds]) for n, t in d.items()}
            for k, d in (("train", t_train), ("infer", t_infer))}
     return {

@@ -217,14 +217,8 @@ def plot(res: dict[str, Any], path: Path, info: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    def extra(ap):
-        ap.add_argument("--output", default=None,
-                        help="Markdown file whose section to replace when run as a script "
-                             "(default results.md, results-quick.md with --quick; '-': none)")
-        ap.add_argument("--plot", default=None, help="plot file (default mask_time.png; none with --quick unless "
-                        "given; '-': none)")
-
-    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "untrained model, 2 ratios", 7, extra)
+    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "untrained model, 2 ratios", 7,
+                                             section=True, plot="mask_time.png")
     start = time.perf_counter()
     info = machine_info()
     res = run(repeat, RATIOS_QUICK if args.quick else RATIOS_FULL, args.quick)
@@ -233,13 +227,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = tables(res, info, repeat)
     print(f"bench_structured_masks: torch threads = {threads}, rounds = {repeat}")
     print(text)
-    plot_path = args.plot or (None if args.quick else str(HERE / "mask_time.png"))
-    if plot_path and plot_path != "-":
-        plot(res, Path(plot_path), info)
-        print(f"\nwrote {plot_path}")
-    output = args.output or str(HERE / ("results-quick.md" if args.quick else "results.md"))
+    if args.plot:
+        plot(res, Path(args.plot), info)
+        print(f"\nwrote {args.plot}")
     return {"name": "structured_masks", "threads": threads, "repeat": repeat, "results": res, "table": text,
-            "output": output, "seconds": time.perf_counter() - start}
+            "output": args.output, "seconds": time.perf_counter() - start}
 
 
 if __name__ == "__main__":
