@@ -188,6 +188,25 @@ class SpikingNeuron(nn.Module):
                 f"{type(self).__name__} expects time-first input [T, ...] with T >= 1, got shape {tuple(x_seq.shape)}"
             )
 
+    def dynamics(self) -> tuple[float, float, float, float, bool]:
+        """(leak, V_th, V_reset, V_init, hard reset): the arguments of the multi-step kernels."""
+        raise NotImplementedError
+
+    def unrolled(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """The sequence step by step through autograd (the reset kept in the graph: ``detach_reset=False``)."""
+        raise NotImplementedError
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        self._check(x_seq)
+        leak, v_th, v_reset, v_init, hard_reset = self.dynamics()
+        if not _needs_grad(x_seq):
+            return multi_step_inference(x_seq, leak, v_th, v_reset, v_init, hard_reset)
+        c = self.cfg
+        if c.detach_reset:
+            return _FusedMultiStep.apply(x_seq, leak, v_th, v_reset, v_init, c.surrogate, c.surrogate_alpha,
+                                         hard_reset)
+        return self.unrolled(x_seq)
+
     def extra_repr(self) -> str:
         c = self.cfg
         extra = f", tau={c.tau}, v_reset={c.v_reset}" if c.kind == "lif" else ""
@@ -198,19 +217,11 @@ class LIF(SpikingNeuron):
     """Multi-step LIF neuron with hard reset (see module docstring)."""
 
     def dynamics(self) -> tuple[float, float, float, float, bool]:
-        """(leak, V_th, V_reset, V_init, hard reset): the arguments of the multi-step kernels."""
         c = self.cfg
         return 1.0 / c.tau, c.v_threshold, c.v_reset, c.initial_v, True
 
-    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        self._check(x_seq)
+    def unrolled(self, x_seq: torch.Tensor) -> torch.Tensor:
         c = self.cfg
-        if not _needs_grad(x_seq):
-            return multi_step_inference(x_seq, 1.0 / c.tau, c.v_threshold, c.v_reset, c.initial_v, True)
-        if c.detach_reset:
-            return _FusedMultiStep.apply(
-                x_seq, 1.0 / c.tau, c.v_threshold, c.v_reset, c.initial_v, c.surrogate, c.surrogate_alpha, True
-            )
         v = torch.full_like(x_seq[0], c.initial_v)
         spikes = []
         for t in range(x_seq.shape[0]):
@@ -225,19 +236,11 @@ class IF(SpikingNeuron):
     """Multi-step integrate-and-fire neuron with reset by subtraction (see module docstring)."""
 
     def dynamics(self) -> tuple[float, float, float, float, bool]:
-        """(leak, V_th, V_reset, V_init, hard reset): the arguments of the multi-step kernels."""
         c = self.cfg
         return 0.0, c.v_threshold, c.v_reset, c.initial_v, False
 
-    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        self._check(x_seq)
+    def unrolled(self, x_seq: torch.Tensor) -> torch.Tensor:
         c = self.cfg
-        if not _needs_grad(x_seq):
-            return multi_step_inference(x_seq, 0.0, c.v_threshold, c.v_reset, c.initial_v, False)
-        if c.detach_reset:
-            return _FusedMultiStep.apply(
-                x_seq, 0.0, c.v_threshold, c.v_reset, c.initial_v, c.surrogate, c.surrogate_alpha, False
-            )
         v = torch.full_like(x_seq[0], c.initial_v)
         spikes = []
         for t in range(x_seq.shape[0]):
