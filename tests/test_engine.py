@@ -208,7 +208,7 @@ def test_set_engine_switches_a_built_model():
     dense, _, x = _pair("test_spikingformer", False)
     with torch.no_grad():
         ref = dense(x)
-        assert set_engine(dense, "event") == 6
+        assert set_engine(dense, "event") == 6 + 5  # the linears and the tokenizer convolutions
         out = dense(x)
     assert all(m.last_path == "event" for m in dense.modules() if isinstance(m, Linear))  # all read spikes
     assert torch.allclose(out, ref, rtol=0, atol=1e-4)

@@ -230,6 +230,25 @@ def test_arriving_draws_shared_over_time_keep_a_position_at_every_step():
     assert 0.4 < kept_somewhere.sum() / fired.any(dim=0).sum() < 0.6
 
 
+@pytest.mark.parametrize("share", [False, True], ids=["per_step", "shared"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_arriving_draws_on_cpu_equal_the_boolean_indexing_form(share, dtype):
+    """The CPU path (NumPy positions, dropped spikes zeroed in a copy) gives the masks of the plain form:
+    one number per arriving element in row-major order, the mask a multiply; counts, strided input, empty."""
+    def plain(x, gen):
+        arriving = (x != 0).any(dim=0) if share else x != 0
+        keep = torch.zeros(arriving.shape, dtype=torch.bool)
+        keep[arriving] = torch.rand(int(arriving.sum()), generator=gen) >= 0.6
+        return x * keep.to(x.dtype)
+
+    counts = (_binary((3, 4, 50), p=0.3) * torch.randint(1, 4, (3, 4, 50))).to(dtype)
+    for x in (counts, counts.transpose(1, 2), counts[:, :0], torch.zeros(3, 4, 50, dtype=dtype)):
+        y = random_spike_mask(x, 0.6, draw="arriving", share_over_time=share, generator=torch.Generator().manual_seed(2))
+        assert y.dtype == dtype and y.shape == x.shape
+        assert torch.equal(y, plain(x, torch.Generator().manual_seed(2)))
+    assert random_spike_mask(counts, 0.6, draw="arriving", share_over_time=share).data_ptr() != counts.data_ptr()
+
+
 @pytest.mark.parametrize("draw", ["all", "arriving"])
 @pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("shape", [(1, 1, 40), (1, 3, 5), (4, 1, 7), (0, 2, 5), (2, 0, 5), (3, 2, 0)])

@@ -1,4 +1,4 @@
-"""Event-driven inference for linear layers that read spikes.
+"""Event-driven inference for the linear layers and 3x3 convolutions that read spikes.
 
 A linear layer fed binary spikes ``x`` computes ``y = b + Σ_{j: x_j = 1} W[:, j]``: a gather-add of the
 weight columns of the active inputs, no multiplications and work in proportion to the spikes. Here it
@@ -12,11 +12,16 @@ element); this module uses one ``!= 0`` pass and NumPy's ``flatnonzero`` on its 
 times faster), checks the kind (binary / counts / real) on the events' values only, and caches the list
 of the last input, so the Q, K and V projections that read the same spikes build it once.
 
-Engines (per :class:`Linear`, set by the model's ``TransformerConfig.engine`` or :func:`set_engine`):
+A 3x3 convolution of spikes is the same gather-add over each output pixel's neighbourhood: the tokenizers'
+convolutions (:class:`Conv2d`) run it as a small compiled loop (:mod:`spikemask.kernels`, Numba, optional),
+from the event list of the input's pixels (``[N, H, W, C]`` rows, free for channels-last frames), when the
+convolution is wide enough to gain (:func:`conv_takes_events`).
+
+Engines (per :class:`Linear` / :class:`Conv2d`, set by ``TransformerConfig.engine`` or :func:`set_engine`):
 
 * ``dense``: ``F.linear`` always (the default; training always runs dense).
 * ``event``: the gather-add whenever it is valid (eval mode, no autograd, spikes or spike counts of the
-  weight's dtype on CPU), else ``F.linear`` (the dense fallback).
+  weight's dtype on CPU; for convolutions also their form and Numba), else the dense fallback.
 * ``auto``: as ``event``, but only when the input's density (fraction of non-zeros) is below ``threshold``.
 
 Outputs equal the dense path to float rounding (sums in another order). Measured crossover and limits:
@@ -33,11 +38,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ENGINES", "DEFAULT_THRESHOLD", "Linear", "apply_engine", "event_linear", "event_list", "is_binary",
-           "is_count", "linear", "set_engine", "check_engine"]
+from . import kernels
+
+__all__ = ["ENGINES", "DEFAULT_THRESHOLD", "CONV_MIN_CHANNELS", "Conv2d", "Linear", "apply_engine", "conv2d",
+           "conv_takes_events", "event_linear", "event_list", "is_binary", "is_count", "linear", "set_engine",
+           "check_engine"]
 
 ENGINES = ("dense", "event", "auto")
 DEFAULT_THRESHOLD = 0.15  # density below which "auto" gathers: the dense/event crossover of benchmarks/bench_event.py
+CONV_MIN_CHANNELS = 128  # narrower 3x3 convolutions stay dense: below it the gather loses to oneDNN (bench_event.py)
 
 
 def check_engine(engine: str, threshold: float) -> None:
@@ -215,7 +224,37 @@ def linear(module: nn.Linear, x: torch.Tensor, engine: str = "dense",
     return _gather_add(ev.list(), table, module.bias, x.shape[:-1], ev.weights()), "event"
 
 
-class Linear(nn.Linear):
+class _EventLayer:
+    """What :class:`Linear` and :class:`Conv2d` share: the engine and threshold, the path of the latest call
+    and the cached gather table (rebuilt when the weight changes, in place or replaced; never pickled)."""
+
+    def _init_engine(self, engine: str, threshold: float) -> None:
+        check_engine(engine, threshold)
+        self.engine, self.threshold = engine, float(threshold)
+        self.last_path: str | None = None
+        self._table: tuple[tuple, torch.Tensor] | None = None  # (weight key, table)
+
+    def _make_table(self, w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def event_table(self) -> torch.Tensor:
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        if self._table is None or self._table[0] != key:
+            self._table = (key, self._make_table(w.detach()))
+        return self._table[1]
+
+    def _engine_repr(self) -> str:
+        extra = "" if self.engine == "dense" else f", engine={self.engine}"
+        return extra + (f", threshold={self.threshold}" if self.engine == "auto" else "")
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_table"] = None  # a cache: never pickled
+        return state
+
+
+class Linear(_EventLayer, nn.Linear):
     """``nn.Linear`` whose forward picks the dense or the event-driven path (see the module docstring).
 
     Same parameters, ``state_dict`` and ``repr`` as ``nn.Linear`` under the default ``engine="dense"``
@@ -227,32 +266,84 @@ class Linear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, engine: str = "dense",
                  threshold: float = DEFAULT_THRESHOLD, device=None, dtype=None) -> None:
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
-        check_engine(engine, threshold)
-        self.engine, self.threshold = engine, float(threshold)
-        self.last_path: str | None = None
-        self._table: tuple[tuple, torch.Tensor] | None = None  # (weight key, weight.t() contiguous)
+        self._init_engine(engine, threshold)
 
-    def event_table(self) -> torch.Tensor:
-        """``weight.t()`` contiguous ``[in, out]``, rebuilt when the weight changes (in place or replaced)."""
-        w = self.weight
-        key = (w.data_ptr(), w._version, w.dtype, w.device)
-        if self._table is None or self._table[0] != key:
-            self._table = (key, w.detach().t().contiguous())
-        return self._table[1]
+    def _make_table(self, w: torch.Tensor) -> torch.Tensor:
+        return w.t().contiguous()  # [in, out]: one row per input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y, self.last_path = linear(self, x, self.engine, self.threshold)
         return y
 
     def extra_repr(self) -> str:
-        extra = "" if self.engine == "dense" else f", engine={self.engine}"
-        extra += f", threshold={self.threshold}" if self.engine == "auto" else ""
-        return super().extra_repr() + extra
+        return super().extra_repr() + self._engine_repr()
 
-    def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        state["_table"] = None  # a cache: never pickled
-        return state
+
+def conv_takes_events(module: nn.Conv2d) -> bool:
+    """Whether ``module`` has the event path's form: a 3x3 kernel, stride 1, padding 1 (zeros), no dilation
+    or groups, and at least :data:`CONV_MIN_CHANNELS` output channels (narrower ones gather too little per
+    event to beat oneDNN at any density: docs/engine.md)."""
+    return (module.kernel_size == (3, 3) and module.stride == (1, 1) and module.padding == (1, 1)
+            and module.dilation == (1, 1) and module.groups == 1 and module.padding_mode == "zeros"
+            and module.out_channels >= CONV_MIN_CHANNELS)
+
+
+def conv2d(module: nn.Conv2d, x: torch.Tensor, engine: str = "dense",
+           threshold: float = DEFAULT_THRESHOLD) -> tuple[torch.Tensor, str]:
+    """``module``'s output on ``x [N, C, H, W]`` by ``engine`` and the path taken (``"dense"``/``"event"``).
+
+    The event path (:func:`spikemask.kernels.conv3x3_events`) needs what :func:`linear` needs (eval mode,
+    no autograd, a CPU input of the weight's dtype, spikes or counts, for ``auto`` a density below
+    ``threshold``), a convolution of the form :func:`conv_takes_events` accepts, and Numba; anything else
+    runs dense. The output keeps the input's memory format (channels-last frames in, channels-last out).
+    """
+    if (engine == "dense" or module.training or x.device.type != "cpu" or x.dtype != module.weight.dtype
+            or x.dim() != 4 or x.numel() == 0 or not conv_takes_events(module) or _autograd_needed(x, module)
+            or not kernels.available()):
+        return module._conv_forward(x, module.weight, module.bias), "dense"
+    pixels = x.permute(0, 2, 3, 1)  # [N, H, W, C]: a free view of channels-last frames
+    ev = _events_of(pixels)
+    if (engine == "auto" and ev.density >= threshold) or ev.kind is None:
+        ev.release()
+        return module._conv_forward(x, module.weight, module.bias), "dense"
+    indices, offsets = ev.list()
+    weights = ev.weights()
+    table = module.event_table() if isinstance(module, Conv2d) else _conv_table(module.weight.detach())
+    N, _, H, W = x.shape
+    out = kernels.conv3x3_events(indices.numpy(), offsets.numpy(), None if weights is None else weights.numpy(),
+                                 table.numpy(), (N, H, W), threads=torch.get_num_threads())
+    y = torch.from_numpy(out).view(N, H, W, -1).permute(0, 3, 1, 2)  # [N, O, H, W], channels-last memory
+    if module.bias is not None:
+        y += module.bias.view(1, -1, 1, 1)
+    if not x.is_contiguous(memory_format=torch.channels_last):
+        y = y.contiguous()  # the dense path's layout for NCHW input
+    return y, "event"
+
+
+def _conv_table(w: torch.Tensor) -> torch.Tensor:
+    return w.permute(2, 3, 1, 0).reshape(-1, w.shape[0]).contiguous()  # [O, C, 3, 3] -> [9 C, O], rows (ky, kx, c)
+
+
+class Conv2d(_EventLayer, nn.Conv2d):
+    """``nn.Conv2d`` whose forward picks the dense or the event-driven path (:func:`conv2d`); otherwise the
+    same module (parameters, ``state_dict``, class name for the energy counter), as :class:`Linear`."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", *, engine: str = "dense",
+                 threshold: float = DEFAULT_THRESHOLD, device=None, dtype=None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device=device, dtype=dtype)
+        self._init_engine(engine, threshold)
+
+    def _make_table(self, w: torch.Tensor) -> torch.Tensor:
+        return _conv_table(w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, self.last_path = conv2d(self, x, self.engine, self.threshold)
+        return y
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + self._engine_repr()
 
 
 def apply_engine(model: nn.Module, engine: str | None, threshold: float | None = None) -> None:
@@ -277,10 +368,10 @@ def apply_engine(model: nn.Module, engine: str | None, threshold: float | None =
 
 
 def set_engine(model: nn.Module, engine: str, threshold: float | None = None) -> int:
-    """Set the engine (and threshold) of every :class:`Linear` in ``model``; returns how many."""
+    """Set the engine (and threshold) of every :class:`Linear` and :class:`Conv2d` in ``model``; returns how many."""
     n = 0
     for m in model.modules():
-        if isinstance(m, Linear):
+        if isinstance(m, _EventLayer):
             check_engine(engine, m.threshold if threshold is None else threshold)
             m.engine = engine
             if threshold is not None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..engine import Conv2d as EventConv2d
 from ..fused import bn_neuron_pool, can_fuse
 from ..layers import seq_apply
 from ..masking import SpikeMask
@@ -36,7 +37,8 @@ TOKENIZER_SITES = ("sps.conv1", "sps.conv2", "sps.conv3", "sps.conv4")  # every 
 
 
 def _conv(c_in: int, c_out: int) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)
+    # the engine is set on the whole model after it is built (engine.set_engine): dense until then
+    return EventConv2d(c_in, c_out, 3, 1, 1, bias=False)
 
 
 def _pool(on: bool) -> nn.MaxPool2d | None:

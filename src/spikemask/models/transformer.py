@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..config import bounded, check_bounds
-from ..engine import DEFAULT_THRESHOLD, check_engine
+from ..engine import DEFAULT_THRESHOLD, check_engine, set_engine
 from ..engine import Linear as EventLinear
 from ..layers import MeanPool, ResidualAdd, TokenBN, channels_last_seq, mark_after_time_mean
 from ..masking import MaskableMixin, MaskConfig, SpikeMask
@@ -103,8 +103,9 @@ class TransformerConfig:
     init: ``"conv"`` keeps PyTorch's default init for token projections (the event code's Conv1d);
         ``"trunc_normal"`` uses N(0, 0.02) weights and zero biases (the static code's Linear).
     neuron: the LIF neurons. mask: Random Spike Masking (sites None: the attention's own default sites).
-    engine: how the linears that may read spikes (attention q/k/v/proj, MLP fc1/fc2) run at inference:
-        ``dense`` (``F.linear``), ``event`` (gather-add of the weight columns of the active inputs, weighted
+    engine: how the layers that may read spikes (attention q/k/v/proj, MLP fc1/fc2, the tokenizer's 3x3
+        convolutions with >= 128 output channels, the latter with Numba installed) run at inference:
+        ``dense`` (``F.linear`` / oneDNN), ``event`` (gather-add of the weights of the active inputs, weighted
         by spike counts, when the input holds spikes, else dense) or ``auto`` (event when the input's density
         < ``event_threshold``); training always runs dense, outputs are the same to float rounding
         (:mod:`spikemask.engine`).
@@ -231,6 +232,7 @@ class SpikingTransformer(MaskableMixin, nn.Module):
         self.variant = self.family
         self.sps = build_tokenizer(config.tokenizer, config.in_channels, config.embed_dim, config.neuron,
                                    config.sps_pool, config.sps_residual, config.fuse_bn_lif)
+        set_engine(self.sps, config.engine, config.event_threshold)  # its 3x3 convolutions
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         kind = config.head
         self.head_lif = make_neuron(config.neuron) if kind.startswith("sn_") else None
