@@ -243,7 +243,8 @@ def test_arriving_draws_on_cpu_equal_the_boolean_indexing_form(share, dtype):
 
     counts = (_binary((3, 4, 50), p=0.3) * torch.randint(1, 4, (3, 4, 50))).to(dtype)
     for x in (counts, counts.transpose(1, 2), counts[:, :0], torch.zeros(3, 4, 50, dtype=dtype)):
-        y = random_spike_mask(x, 0.6, draw="arriving", share_over_time=share, generator=torch.Generator().manual_seed(2))
+        y = random_spike_mask(x, 0.6, draw="arriving", share_over_time=share,
+                              generator=torch.Generator().manual_seed(2))
         assert y.dtype == dtype and y.shape == x.shape
         assert torch.equal(y, plain(x, torch.Generator().manual_seed(2)))
     assert random_spike_mask(counts, 0.6, draw="arriving", share_over_time=share).data_ptr() != counts.data_ptr()

@@ -34,9 +34,9 @@ def _compiled():
 
     @njit(cache=True, nogil=True)
     def conv3x3(indices, offsets, values, table, C, H, W, n0, n1, out):  # pragma: no cover (compiled)
-        # table [9 C, O]: row (ky * 3 + kx) C + c is W[:, c, ky, kx]; out [N H W, O] zeros; values: per-event
+        # table [9 C, out]: row (ky * 3 + kx) C + c is W[:, c, ky, kx]; out [N H W, out] zeros; values: per-event
         # weights, empty for binary spikes
-        O = table.shape[1]
+        n_out = table.shape[1]
         weighted = values.shape[0] > 0
         for n in range(n0, n1):
             for y in range(H):
@@ -56,10 +56,10 @@ def _compiled():
                                 r = base + indices[e]
                                 if weighted:
                                     v = values[e]
-                                    for o in range(O):
+                                    for o in range(n_out):
                                         out[q, o] += v * table[r, o]
                                 else:
-                                    for o in range(O):
+                                    for o in range(n_out):
                                         out[q, o] += table[r, o]
 
     return conv3x3
