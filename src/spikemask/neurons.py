@@ -26,6 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from . import kernels
 from .config import bounded, check_bounds
 from .surrogate import SURROGATES, spike_fn, surrogate_grad_
 
@@ -100,9 +101,60 @@ def _fire(h: torch.Tensor, s: torch.Tensor, v_th: float, v_reset: float, hard_re
 
 
 def multi_step_inference(x_seq, leak, v_th, v_reset, v_init, hard_reset) -> torch.Tensor:
-    """The forward pass without autograd: two step-sized membrane buffers (charged, reset) reused every step
-    and every step's spikes written into the preallocated output, so no step allocates (per-step allocations
-    of step-sized tensors cost more than the arithmetic on CPU: page faults on every fresh block)."""
+    """The forward pass without autograd: spikes ``[T, ...]`` (the compiled loop where it applies, else
+    :func:`inference_torch`; the same bits either way)."""
+    if _compiled(x_seq):
+        return _compiled_sequence(x_seq, leak, v_th, v_reset, v_init, hard_reset, keep_h=False)[0]
+    return inference_torch(x_seq, leak, v_th, v_reset, v_init, hard_reset)
+
+
+def multi_step_with_h(x_seq, leak, v_th, v_reset, v_init, hard_reset) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spikes, H) of the whole sequence: the forward pass that keeps what the backward pass needs (compiled
+    where it applies, else :func:`with_h_torch`; the same bits either way)."""
+    if _compiled(x_seq):
+        return _compiled_sequence(x_seq, leak, v_th, v_reset, v_init, hard_reset, keep_h=True)
+    return with_h_torch(x_seq, leak, v_th, v_reset, v_init, hard_reset)
+
+
+def _time_major_dense(x: torch.Tensor) -> bool:
+    """Whether ``x [T, ...]`` is one dense block per step, steps one after another (contiguous, or
+    channels-last frames): then it is a ``[T, M]`` matrix in memory, whatever the order within a step."""
+    M = x.numel() // x.shape[0]
+    if x.shape[0] > 1 and x.stride(0) != M:
+        return False
+    expected = 1
+    for stride, size in sorted((x.stride(d), x.shape[d]) for d in range(1, x.dim()) if x.shape[d] != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _compiled(x_seq: torch.Tensor) -> bool:
+    return (x_seq.device.type == "cpu" and x_seq.dtype in (torch.float32, torch.float64) and x_seq.numel() > 0
+            and _time_major_dense(x_seq) and kernels.available())
+
+
+def _compiled_sequence(x_seq, leak, v_th, v_reset, v_init, hard_reset, keep_h):
+    """The compiled charge-fire-reset loop (:func:`spikemask.kernels.neuron_sequence`): one pass per step
+    instead of four PyTorch ops; outputs keep ``x_seq``'s layout."""
+    T, M = x_seq.shape[0], x_seq.numel() // x_seq.shape[0]
+
+    def matrix(t: torch.Tensor):
+        # [T, M]: dense, time-major (checked); detached: called inside autograd Functions' forward or no_grad
+        return torch.as_strided(t.detach(), (T, M), (M, 1), t.storage_offset()).numpy()
+
+    spikes = torch.empty_strided(x_seq.shape, x_seq.stride(), dtype=x_seq.dtype)
+    h_seq = torch.empty_strided(x_seq.shape, x_seq.stride(), dtype=x_seq.dtype) if keep_h else None
+    kernels.neuron_sequence(matrix(x_seq), matrix(spikes), matrix(h_seq) if keep_h else None, leak, v_th,
+                            v_reset, v_init, hard_reset, threads=torch.get_num_threads())
+    return spikes, h_seq
+
+
+def inference_torch(x_seq, leak, v_th, v_reset, v_init, hard_reset) -> torch.Tensor:
+    """The forward pass without autograd in PyTorch ops: two step-sized membrane buffers (charged, reset) reused
+    every step and every step's spikes written into the preallocated output, so no step allocates (per-step
+    allocations of step-sized tensors cost more than the arithmetic on CPU: page faults on every fresh block)."""
     spikes = torch.empty_like(x_seq)
     v = torch.full_like(x_seq[0], v_init)
     h = torch.empty_like(v)
@@ -112,8 +164,8 @@ def multi_step_inference(x_seq, leak, v_th, v_reset, v_init, hard_reset) -> torc
     return spikes
 
 
-def multi_step_with_h(x_seq, leak, v_th, v_reset, v_init, hard_reset) -> tuple[torch.Tensor, torch.Tensor]:
-    """(spikes, H) of the whole sequence: the forward pass that keeps what the backward pass needs."""
+def with_h_torch(x_seq, leak, v_th, v_reset, v_init, hard_reset) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spikes, H) in PyTorch ops (any device and dtype)."""
     h_seq = torch.empty_like(x_seq)
     spikes = torch.empty_like(x_seq)
     v = torch.full_like(x_seq[0], v_init)
