@@ -15,6 +15,7 @@ from spikemask import kernels
 from spikemask.neurons import (
     _compiled,
     inference_torch,
+    make_neuron,
     multi_step_inference,
     multi_step_with_h,
     with_h_torch,
@@ -134,3 +135,70 @@ def test_whole_models_give_the_same_bits_with_and_without_the_kernel(name, monke
     plain = run()
     assert torch.equal(compiled[0], plain[0])
     assert len(compiled[1]) == len(plain[1]) and all(torch.equal(a, b) for a, b in zip(compiled[1], plain[1]))
+
+
+# ---------------------------------------------------------------- event lists written by the neuron
+@pytest.mark.parametrize("dynamics", DYNAMICS)
+@pytest.mark.parametrize("shape", [(6, 5, 1001), (1, 1, 1)])
+def test_emitted_positions_are_the_spikes_flatnonzero(dynamics, shape):
+    import numpy as np
+
+    x = inputs(*shape, v_th=dynamics[1]).view(shape[0], -1)
+    for xs in (x, torch.zeros_like(x), torch.full_like(x, 50.0)):  # some, none and all firing
+        out = np.empty(xs.shape, dtype=np.float32)
+        positions = kernels.neuron_sequence(xs.numpy(), out, None, *dynamics, emit=True)
+        assert np.array_equal(positions, np.flatnonzero(out))
+        assert np.array_equal(out, inference_torch(xs, *dynamics).numpy())  # emitting changes no spike
+
+
+def test_a_neuron_hands_its_event_list_to_the_layer_that_reads_it(monkeypatch):
+    from spikemask import engine
+    from spikemask.engine import Linear, set_engine
+
+    neuron = make_neuron(sm.NeuronConfig())
+    fc = Linear(64, 32, engine="event").eval()
+    assert not neuron.emit_events
+    set_engine(torch.nn.Sequential(neuron, fc), "event")
+    assert neuron.emit_events
+    built = []
+    monkeypatch.setattr(engine, "_events", lambda mask, real=engine._events: built.append(1) or real(mask))
+    x = inputs(4, 3, 10, 64)
+    with torch.no_grad():
+        s = neuron(x)
+        y = fc(s)
+        assert fc.last_path == "event" and not built  # no list built from the spikes: the neuron's was used
+        assert torch.allclose(y, F.linear(s, fc.weight, fc.bias), rtol=0, atol=1e-5)
+        s.mul_(0)  # changed in place: the remembered list is stale and must not be used
+        assert torch.equal(fc(s), fc.bias.expand(4, 3, 10, 32)) and built
+    with torch.inference_mode():  # no version counter: nothing remembered, the list is built, same numbers
+        built.clear()
+        s2 = neuron(x)
+        assert torch.allclose(fc(s2), F.linear(s2, fc.weight, fc.bias), rtol=0, atol=1e-5) and built
+
+
+@pytest.mark.parametrize("name", ["test_spikformer", "test_spikingformer"])
+def test_models_on_the_event_engine_build_fewer_lists_and_give_the_same_logits(name, monkeypatch):
+    from spikemask import engine
+    from spikemask.engine import set_engine
+
+    torch.manual_seed(0)
+    model = sm.create_model(name)
+    x = torch.poisson(torch.full((2, 3, 2, 32, 32), 0.4))
+    make_active(model, x)
+    model.eval()
+    with torch.no_grad():
+        ref = model(x)
+    built = []
+    monkeypatch.setattr(engine, "_events", lambda mask, real=engine._events: built.append(1) or real(mask))
+    set_engine(model, "event")
+    counts = {}
+    for emit in (False, True):
+        for m in model.modules():
+            if hasattr(m, "emit_events"):
+                m.emit_events = emit
+        built.clear()
+        with torch.no_grad():
+            out = model(x)
+        counts[emit] = len(built)
+        assert torch.allclose(out, ref, rtol=0, atol=1e-4)
+    assert counts[True] < counts[False]  # proj and fc2 (and Spikingformer's q/k/v, fc1) read a neuron's list

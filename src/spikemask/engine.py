@@ -10,7 +10,9 @@ same gather weighted by the counts (``per_sample_weights``).
 Building the event list costs about as much as a pass of ``torch.nonzero`` (slow on CPU: several ns per
 element); this module uses one ``!= 0`` pass and NumPy's ``flatnonzero`` on its ``bool`` view (several
 times faster), checks the kind (binary / counts / real) on the events' values only, and caches the list
-of the last input, so the Q, K and V projections that read the same spikes build it once.
+of the recent inputs, so the Q, K and V projections that read the same spikes build it once. A neuron that
+runs compiled writes the list of its spikes while it fires (:func:`remember_events`), so the layer that reads
+them builds nothing.
 
 A 3x3 convolution of spikes is the same gather-add over each output pixel's neighbourhood: the tokenizers'
 convolutions (:class:`Conv2d`) run it as a small compiled loop (:mod:`spikemask.kernels`, Numba, optional),
@@ -41,8 +43,8 @@ from torch import nn
 from . import kernels
 
 __all__ = ["ENGINES", "DEFAULT_THRESHOLD", "CONV_MIN_CHANNELS", "Conv2d", "Linear", "apply_engine", "conv2d",
-           "conv_takes_events", "event_linear", "event_list", "is_binary", "is_count", "linear", "set_engine",
-           "check_engine"]
+           "conv_takes_events", "event_linear", "event_list", "is_binary", "is_count", "linear", "remember_events",
+           "set_engine", "check_engine"]
 
 ENGINES = ("dense", "event", "auto")
 DEFAULT_THRESHOLD = 0.15  # density below which "auto" gathers: the dense/event crossover of benchmarks/bench_event.py
@@ -97,7 +99,7 @@ class _Events:
     (anything else: real values, negatives, NaN or inf; the layer runs dense).
 
     ``x`` is held weakly and the bool mask only until the list is built (or :meth:`release`): the cache of
-    the last input never keeps an activation alive.
+    recent inputs never keeps an activation alive. :meth:`from_positions` takes the list a neuron wrote.
     """
 
     __slots__ = ("density", "_x", "_mask", "_flat", "_list", "_kind", "_values")
@@ -111,6 +113,15 @@ class _Events:
         self._mask = self._bool(x)
         self.density = (np.count_nonzero(self._mask.numpy()) if x.device.type == "cpu"
                         else int(self._mask.sum())) / self._mask.numel()
+
+    @classmethod
+    def from_positions(cls, x: torch.Tensor, positions: np.ndarray) -> _Events:
+        """The events of binary ``x`` from the ascending flat positions of its ones (no pass over ``x``)."""
+        ev = cls.__new__(cls)
+        ev._mask, ev._list, ev._values = None, None, None
+        ev._x, ev._kind, ev._flat = weakref.ref(x), "binary", torch.from_numpy(positions)
+        ev.density = len(positions) / x.numel()
+        return ev
 
     @staticmethod
     def _bool(x: torch.Tensor) -> torch.Tensor:
@@ -127,7 +138,14 @@ class _Events:
         self._mask = None
 
     def list(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._list is None:
+        if self._list is None and self._flat is not None:  # positions given (a neuron's): columns and offsets
+            x = self._input()
+            C = x.shape[-1]
+            R = x.numel() // C
+            flat = self._flat.numpy()
+            offsets = np.searchsorted(flat, np.arange(R + 1, dtype=np.int64) * C)
+            self._list = (self._flat % C, torch.from_numpy(offsets))
+        elif self._list is None:
             mask = self._mask if self._mask is not None else self._bool(self._input())
             self._flat, *rest = _events(mask)
             self._list, self._mask = tuple(rest), None
@@ -155,20 +173,39 @@ class _Events:
         return self._values if self.kind == "count" else None
 
 
-_cache = threading.local()  # the last input seen (weakly held) and its _Events, per thread
+_cache = threading.local()  # per thread: the recent inputs (weakly held) and their _Events, newest first
+_RECENT = 4  # Spikingformer's Q, K and V read one input while the neurons of Q and K publish theirs in between
+
+
+def _key(x: torch.Tensor) -> tuple:
+    return (x._version, x.shape, x.stride(), x.storage_offset())
+
+
+def _remember(x: torch.Tensor, key: tuple, ev: _Events) -> None:
+    alive = [e for e in getattr(_cache, "recent", ()) if e[0]() is not None and e[0]() is not x]
+    _cache.recent = [(weakref.ref(x), key, ev), *alive[: _RECENT - 1]]
 
 
 def _events_of(x: torch.Tensor) -> _Events:
     """The :class:`_Events` of ``x``, reused while ``x`` is the same live, unmodified tensor."""
     if x.is_inference():  # no version counter to tell an in-place change: no reuse
         return _Events(x)
-    last = getattr(_cache, "last", None)
-    key = (x._version, x.shape, x.stride(), x.storage_offset())
-    if last is not None and last[0]() is x and last[1] == key:
-        return last[2]
+    key = _key(x)
+    for ref, k, ev in getattr(_cache, "recent", ()):
+        if ref() is x and k == key:
+            return ev
     ev = _Events(x)
-    _cache.last = (weakref.ref(x), key, ev)
+    _remember(x, key, ev)
     return ev
+
+
+def remember_events(x: torch.Tensor, positions: np.ndarray) -> None:
+    """Record the event list of spikes ``x`` (0/1 values; ``positions``: the ascending flat positions of its
+    ones, row-major, as a neuron writes them while it fires): the layers that read ``x`` next gather from it
+    instead of building it. Ignored for inference-mode tensors (no version counter to check them by)."""
+    if x.is_inference() or x.dim() == 0 or x.numel() == 0 or not x.is_contiguous():
+        return
+    _remember(x, _key(x), _Events.from_positions(x, positions))
 
 
 def _gather_add(events: tuple[torch.Tensor, torch.Tensor], table: torch.Tensor, bias: torch.Tensor | None,
@@ -368,7 +405,9 @@ def apply_engine(model: nn.Module, engine: str | None, threshold: float | None =
 
 
 def set_engine(model: nn.Module, engine: str, threshold: float | None = None) -> int:
-    """Set the engine (and threshold) of every :class:`Linear` and :class:`Conv2d` in ``model``; returns how many."""
+    """Set the engine (and threshold) of every :class:`Linear` and :class:`Conv2d` in ``model``; returns how
+    many. Its spiking neurons publish their spikes' event lists under the event engines (``emit_events``)."""
+    check_engine(engine, DEFAULT_THRESHOLD if threshold is None else threshold)
     n = 0
     for m in model.modules():
         if isinstance(m, _EventLayer):
@@ -377,4 +416,6 @@ def set_engine(model: nn.Module, engine: str, threshold: float | None = None) ->
             if threshold is not None:
                 m.threshold = float(threshold)
             n += 1
+        elif hasattr(m, "emit_events"):  # a spikemask.neurons.SpikingNeuron (not imported: it imports this)
+            m.emit_events = engine != "dense"
     return n

@@ -22,6 +22,7 @@ with inf / NaN / -0 inputs): the charge ``V + leak (X - V)`` is one fused multip
 from __future__ import annotations
 
 import importlib.util
+import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
@@ -30,6 +31,7 @@ import numpy as np
 __all__ = ["available", "conv3x3_events", "neuron_sequence"]
 
 
+@cache
 def available() -> bool:
     """Whether Numba is installed (the kernels compile on first use, once per process; cached on disk)."""
     return importlib.util.find_spec("numba") is not None
@@ -83,9 +85,11 @@ def _neuron():
             return builder.fma(*args)
         return a(a, b, c), codegen
 
-    # Each line repeats the PyTorch op of spikemask.neurons that it replaces (named in its comment).
+    # Each line repeats the PyTorch op of spikemask.neurons that it replaces (named in its comment). With an
+    # event buffer ``ev`` (``emit``), the flat position of every spike is appended at ``ev[n]``: the event list
+    # of the spikes, row-major, built in the same pass; returns the new count.
     @njit(cache=True, nogil=True)
-    def lif_step(xt, st, ht, v, leak, v_th, keep_h):  # pragma: no cover (compiled): LIF, V_reset = 0
+    def lif_step(xt, st, ht, v, leak, v_th, keep_h, ev, n, base, emit):  # pragma: no cover (compiled): V_reset 0
         zero = v_th - v_th
         one = zero + 1
         for j in range(xt.shape[0]):
@@ -95,10 +99,14 @@ def _neuron():
             st[j] = s
             if keep_h:
                 ht[j] = h
+            if emit:
+                ev[n] = base + j
+                n += s == one
             v[j] = h - h * s  # torch.addcmul(h, h, s, value=-1): h s is exact
+        return n
 
     @njit(cache=True, nogil=True)
-    def any_step(xt, st, ht, v, leak, v_th, v_reset, hard, keep_h):  # pragma: no cover (compiled)
+    def any_step(xt, st, ht, v, leak, v_th, v_reset, hard, keep_h, ev, n, base, emit):  # pragma: no cover
         zero = v_th - v_th
         one = zero + 1
         for j in range(xt.shape[0]):
@@ -111,49 +119,72 @@ def _neuron():
             st[j] = s
             if keep_h:
                 ht[j] = h
+            if emit:
+                ev[n] = base + j
+                n += s == one
             if hard:
                 v[j] = (v_reset if s == one else h) + zero * (v_reset - h)  # torch.lerp: fma(0, end - h, base)
             else:
                 v[j] = h - v_th * s  # torch.add(h, s, alpha=-v_th): v_th s is exact
+        return n
 
     @njit(cache=True, nogil=True)
-    def sequence(x, out, h_out, leak, v_th, v_reset, v_init, hard, m0, m1):  # pragma: no cover (compiled)
-        # x, out [T, M]; h_out [T, M] or [0, 0]; columns m0..m1, one step-sized membrane buffer
+    def sequence(x, out, h_out, ev, leak, v_th, v_reset, v_init, hard, m0, m1):  # pragma: no cover (compiled)
+        # x, out [T, M]; h_out [T, M] or [0, 0]; ev [T M + 1] (emit: one chunk, m0 = 0, m1 = M) or [0];
+        # columns m0..m1, one step-sized membrane buffer
         keep_h = h_out.shape[0] > 0
+        emit = ev.shape[0] > 0
+        M = x.shape[1]
         v = np.full(m1 - m0, v_init, dtype=x.dtype)
+        n = 0
         for t in range(x.shape[0]):
             st = out[t, m0:m1]
             ht = h_out[t, m0:m1] if keep_h else st
             if hard and v_reset == 0:  # the models' neuron: the common case without the reset's branch
-                lif_step(x[t, m0:m1], st, ht, v, leak, v_th, keep_h)
+                n = lif_step(x[t, m0:m1], st, ht, v, leak, v_th, keep_h, ev, n, t * M + m0, emit)
             else:
-                any_step(x[t, m0:m1], st, ht, v, leak, v_th, v_reset, hard, keep_h)
+                n = any_step(x[t, m0:m1], st, ht, v, leak, v_th, v_reset, hard, keep_h, ev, n, t * M + m0, emit)
+        return n
 
     return sequence
 
 
 def neuron_sequence(x: np.ndarray, out: np.ndarray, h_out: np.ndarray | None, leak: float, v_th: float,
-                    v_reset: float, v_init: float, hard_reset: bool, threads: int = 1) -> None:
+                    v_reset: float, v_init: float, hard_reset: bool, threads: int = 1,
+                    emit: bool = False) -> np.ndarray | None:
     """Multi-step LIF (``hard_reset``: ``H = V + leak (X - (V - V_reset))``, reset to ``V_reset``) or IF (``H =
     V + X``, reset by subtraction) over ``x [T, M]`` from ``V = v_init``: spikes into ``out`` and, if given, the
-    charged membranes ``H`` into ``h_out`` (both ``[T, M]``, ``x``'s dtype). Columns are split between threads."""
+    charged membranes ``H`` into ``h_out`` (both ``[T, M]``, ``x``'s dtype). Columns are split between threads.
+
+    ``emit``: also return the flat positions of the spikes in ``out`` (int64, ascending: the event list the
+    engine gathers from), written in the same pass (on one thread, which keeps them in order); else None."""
     dt = x.dtype.type
     M = x.shape[1]
     kernel = _neuron()
-    args = (x, out, np.empty((0, 0), dtype=x.dtype) if h_out is None else h_out, dt(leak), dt(v_th), dt(v_reset),
-            dt(v_init), bool(hard_reset))
-    chunks = np.linspace(0, M, min(max(1, threads), max(1, M // 4096)) + 1).astype(np.int64)
-    if len(chunks) == 2:
-        kernel(*args, 0, M)
-        return
-    jobs = [_pool(len(chunks) - 1).submit(kernel, *args, int(a), int(b)) for a, b in zip(chunks, chunks[1:])]
-    for job in jobs:
-        job.result()
+    ev = np.empty(x.size + 1 if emit else 0, dtype=np.int64)  # one slot past the end: written, never kept
+    args = (x, out, np.empty((0, 0), dtype=x.dtype) if h_out is None else h_out, ev, dt(leak), dt(v_th),
+            dt(v_reset), dt(v_init), bool(hard_reset))
+    if emit:
+        return ev[: kernel(*args, 0, M)]
+    _run_chunks(kernel, args, np.linspace(0, M, min(max(1, threads), max(1, M // 4096)) + 1).astype(np.int64))
+    return None
 
 
 @cache
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, thread_name_prefix="spikemask-event")
+def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    # per process: a forked child inherits the executor object but not its threads
+    return ThreadPoolExecutor(workers, thread_name_prefix="spikemask-kernels")
+
+
+def _run_chunks(kernel, args: tuple, chunks: np.ndarray) -> None:
+    """``kernel(*args, a, b)`` for consecutive ``(a, b)`` of ``chunks``, on threads when there are several."""
+    if len(chunks) == 2:
+        kernel(*args, int(chunks[0]), int(chunks[1]))
+        return
+    jobs = [_pool(len(chunks) - 1, os.getpid()).submit(kernel, *args, int(a), int(b))
+            for a, b in zip(chunks, chunks[1:])]
+    for job in jobs:
+        job.result()
 
 
 def conv3x3_events(indices: np.ndarray, offsets: np.ndarray, values: np.ndarray | None, table: np.ndarray,
@@ -176,11 +207,5 @@ def conv3x3_events(indices: np.ndarray, offsets: np.ndarray, values: np.ndarray 
     kernel = _compiled()
     vals = np.empty(0, dtype=table.dtype) if values is None else values.astype(table.dtype, copy=False)
     chunks = np.linspace(0, N, min(max(1, threads), N) + 1).astype(np.int64)
-    args = (indices, offsets, vals, table, C, H, W)
-    if len(chunks) == 2:
-        kernel(*args, 0, N, out)
-        return out
-    jobs = [_pool(len(chunks) - 1).submit(kernel, *args, int(a), int(b), out) for a, b in zip(chunks, chunks[1:])]
-    for job in jobs:
-        job.result()
+    _run_chunks(lambda *a: kernel(*a, out), (indices, offsets, vals, table, C, H, W), chunks)
     return out

@@ -15,6 +15,10 @@ in one autograd node that saves only ``H``; the backward pass is the exact BPTT 
     dL/dH[t] = dL/dS[t] σ'(H[t] - V_th) + dL/dV[t] (1 - S[t])        (LIF; IF: + dL/dV[t])
     dL/dX[t] = dL/dH[t] / tau,   dL/dV[t-1] = dL/dH[t] (1 - 1/tau)   (IF: 1, 1)
 which matches SpikingJelly's ``LIFNode``/``IFNode`` in multi-step mode (tested).
+
+The forward loop runs compiled on CPU when Numba is installed (:func:`spikemask.kernels.neuron_sequence`: one
+pass per step, the same bits as the PyTorch ops of :func:`inference_torch` / :func:`with_h_torch`, which run
+everywhere else).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from . import kernels
+from . import engine, kernels
 from .config import bounded, check_bounds
 from .surrogate import SURROGATES, spike_fn, surrogate_grad_
 
@@ -100,11 +104,18 @@ def _fire(h: torch.Tensor, s: torch.Tensor, v_th: float, v_reset: float, hard_re
     return torch.addcmul(h, h, s, value=-1.0, out=out)  # H - H S: exactly H or 0
 
 
-def multi_step_inference(x_seq, leak, v_th, v_reset, v_init, hard_reset) -> torch.Tensor:
+def multi_step_inference(x_seq, leak, v_th, v_reset, v_init, hard_reset, events: bool = False) -> torch.Tensor:
     """The forward pass without autograd: spikes ``[T, ...]`` (the compiled loop where it applies, else
-    :func:`inference_torch`; the same bits either way)."""
+    :func:`inference_torch`; the same bits either way). ``events``: the compiled loop also writes the spikes'
+    event list and hands it to the event engine (:func:`spikemask.engine.remember_events`), for the layer
+    that reads them (contiguous input, outside inference mode, whose tensors the engine does not cache)."""
     if _compiled(x_seq):
-        return _compiled_sequence(x_seq, leak, v_th, v_reset, v_init, hard_reset, keep_h=False)[0]
+        emit = events and x_seq.is_contiguous() and not torch.is_inference_mode_enabled()
+        spikes, _, positions = _compiled_sequence(x_seq, leak, v_th, v_reset, v_init, hard_reset, keep_h=False,
+                                                  emit=emit)
+        if positions is not None:
+            engine.remember_events(spikes, positions)
+        return spikes
     return inference_torch(x_seq, leak, v_th, v_reset, v_init, hard_reset)
 
 
@@ -112,7 +123,7 @@ def multi_step_with_h(x_seq, leak, v_th, v_reset, v_init, hard_reset) -> tuple[t
     """(spikes, H) of the whole sequence: the forward pass that keeps what the backward pass needs (compiled
     where it applies, else :func:`with_h_torch`; the same bits either way)."""
     if _compiled(x_seq):
-        return _compiled_sequence(x_seq, leak, v_th, v_reset, v_init, hard_reset, keep_h=True)
+        return _compiled_sequence(x_seq, leak, v_th, v_reset, v_init, hard_reset, keep_h=True)[:2]
     return with_h_torch(x_seq, leak, v_th, v_reset, v_init, hard_reset)
 
 
@@ -131,13 +142,15 @@ def _time_major_dense(x: torch.Tensor) -> bool:
 
 
 def _compiled(x_seq: torch.Tensor) -> bool:
+    # under torch.compile the PyTorch ops are traced instead (Dynamo cannot follow into Numba)
     return (x_seq.device.type == "cpu" and x_seq.dtype in (torch.float32, torch.float64) and x_seq.numel() > 0
-            and _time_major_dense(x_seq) and kernels.available())
+            and not torch.compiler.is_compiling() and _time_major_dense(x_seq) and kernels.available())
 
 
-def _compiled_sequence(x_seq, leak, v_th, v_reset, v_init, hard_reset, keep_h):
-    """The compiled charge-fire-reset loop (:func:`spikemask.kernels.neuron_sequence`): one pass per step
-    instead of four PyTorch ops; outputs keep ``x_seq``'s layout."""
+def _compiled_sequence(x_seq, leak, v_th, v_reset, v_init, hard_reset, keep_h, emit=False):
+    """(spikes, H or None, spike positions or None) by the compiled charge-fire-reset loop
+    (:func:`spikemask.kernels.neuron_sequence`): one pass per step instead of four PyTorch ops; outputs keep
+    ``x_seq``'s layout."""
     T, M = x_seq.shape[0], x_seq.numel() // x_seq.shape[0]
 
     def matrix(t: torch.Tensor):
@@ -146,9 +159,10 @@ def _compiled_sequence(x_seq, leak, v_th, v_reset, v_init, hard_reset, keep_h):
 
     spikes = torch.empty_strided(x_seq.shape, x_seq.stride(), dtype=x_seq.dtype)
     h_seq = torch.empty_strided(x_seq.shape, x_seq.stride(), dtype=x_seq.dtype) if keep_h else None
-    kernels.neuron_sequence(matrix(x_seq), matrix(spikes), matrix(h_seq) if keep_h else None, leak, v_th,
-                            v_reset, v_init, hard_reset, threads=torch.get_num_threads())
-    return spikes, h_seq
+    positions = kernels.neuron_sequence(matrix(x_seq), matrix(spikes), matrix(h_seq) if keep_h else None, leak,
+                                        v_th, v_reset, v_init, hard_reset, threads=torch.get_num_threads(),
+                                        emit=emit)
+    return spikes, h_seq, positions
 
 
 def inference_torch(x_seq, leak, v_th, v_reset, v_init, hard_reset) -> torch.Tensor:
@@ -228,7 +242,12 @@ def _needs_grad(x_seq: torch.Tensor) -> bool:
 
 
 class SpikingNeuron(nn.Module):
-    """Base class: ``forward([T, ...]) -> spikes [T, ...]``; the energy counter finds neurons by it."""
+    """Base class: ``forward([T, ...]) -> spikes [T, ...]``; the energy counter finds neurons by it.
+
+    ``emit_events`` (set by :func:`spikemask.engine.set_engine` for the event engines): at inference the
+    compiled loop hands its spikes' event list to the engine for the layer that reads them."""
+
+    emit_events = False
 
     def __init__(self, cfg: NeuronConfig) -> None:
         super().__init__()
@@ -252,7 +271,7 @@ class SpikingNeuron(nn.Module):
         self._check(x_seq)
         leak, v_th, v_reset, v_init, hard_reset = self.dynamics()
         if not _needs_grad(x_seq):
-            return multi_step_inference(x_seq, leak, v_th, v_reset, v_init, hard_reset)
+            return multi_step_inference(x_seq, leak, v_th, v_reset, v_init, hard_reset, events=self.emit_events)
         c = self.cfg
         if c.detach_reset:
             return _FusedMultiStep.apply(x_seq, leak, v_th, v_reset, v_init, c.surrogate, c.surrogate_alpha,

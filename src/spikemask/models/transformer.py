@@ -232,7 +232,6 @@ class SpikingTransformer(MaskableMixin, nn.Module):
         self.variant = self.family
         self.sps = build_tokenizer(config.tokenizer, config.in_channels, config.embed_dim, config.neuron,
                                    config.sps_pool, config.sps_residual, config.fuse_bn_lif)
-        set_engine(self.sps, config.engine, config.event_threshold)  # its 3x3 convolutions
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         kind = config.head
         self.head_lif = make_neuron(config.neuron) if kind.startswith("sn_") else None
@@ -242,6 +241,7 @@ class SpikingTransformer(MaskableMixin, nn.Module):
             mark_after_time_mean(self.head)  # runs once per sample, on averages
         self._init_weights()
         self.set_mask(config.mask)
+        set_engine(self, config.engine, config.event_threshold)  # the tokenizer's convolutions and the neurons
 
     @property
     def mask_sites(self) -> tuple[str, ...]:
