@@ -202,3 +202,34 @@ def test_models_on_the_event_engine_build_fewer_lists_and_give_the_same_logits(n
         counts[emit] = len(built)
         assert torch.allclose(out, ref, rtol=0, atol=1e-4)
     assert counts[True] < counts[False]  # proj and fc2 (and Spikingformer's q/k/v, fc1) read a neuron's list
+
+
+def test_a_mask_drawn_where_spikes_arrive_reuses_and_passes_on_the_event_list(monkeypatch):
+    """neuron -> mask (draw="arriving") -> linear: the mask draws at the positions the neuron wrote and hands
+    the kept ones to the linear, so no list is built at all; the masks are the ones drawn without the lists."""
+    from spikemask import engine
+    from spikemask.engine import Linear, set_engine
+    from spikemask.masking import random_spike_mask
+
+    neuron = make_neuron(sm.NeuronConfig())
+    fc = Linear(64, 32, engine="event").eval()
+    set_engine(torch.nn.Sequential(neuron, fc), "event")
+    built = []
+    monkeypatch.setattr(engine, "_events", lambda mask, real=engine._events: built.append(1) or real(mask))
+    x = inputs(4, 3, 10, 64)
+    with torch.no_grad():
+        s = neuron(x)
+        assert engine.known_positions(s) is not None
+        masked = random_spike_mask(s, 0.6, draw="arriving", generator=torch.Generator().manual_seed(3))
+        y = fc(masked)
+        assert not built and fc.last_path == "event"
+        assert torch.allclose(y, F.linear(masked, fc.weight, fc.bias), rtol=0, atol=1e-5)
+        plain = s.clone()  # the same spikes without a list at hand: found here, the same draws
+        assert engine.known_positions(plain) is None
+        assert torch.equal(random_spike_mask(plain, 0.6, draw="arriving", generator=torch.Generator().manual_seed(3)),
+                           masked)
+        counts = s * 2  # not binary: the mask passes nothing on, the linear builds (and weights) its own list
+        masked2 = random_spike_mask(counts, 0.6, draw="arriving", generator=torch.Generator().manual_seed(3))
+        assert engine.known_positions(masked2) is None
+        assert torch.equal(masked2, masked * 2)
+        assert torch.allclose(fc(masked2), F.linear(masked2, fc.weight, fc.bias), rtol=0, atol=1e-5)

@@ -43,8 +43,8 @@ from torch import nn
 from . import kernels
 
 __all__ = ["ENGINES", "DEFAULT_THRESHOLD", "CONV_MIN_CHANNELS", "Conv2d", "Linear", "apply_engine", "conv2d",
-           "conv_takes_events", "event_linear", "event_list", "is_binary", "is_count", "linear", "remember_events",
-           "set_engine", "check_engine"]
+           "conv_takes_events", "event_linear", "event_list", "is_binary", "is_count", "known_positions", "linear",
+           "remember_events", "set_engine", "check_engine"]
 
 ENGINES = ("dense", "event", "auto")
 DEFAULT_THRESHOLD = 0.15  # density below which "auto" gathers: the dense/event crossover of benchmarks/bench_event.py
@@ -199,6 +199,18 @@ def _events_of(x: torch.Tensor) -> _Events:
     return ev
 
 
+def known_positions(x: torch.Tensor) -> np.ndarray | None:
+    """The ascending flat positions of the ones of binary ``x`` if its event list is already at hand (written by
+    a neuron, or built by a layer that read ``x``), else None; builds nothing."""
+    if x.is_inference():
+        return None
+    key = _key(x)
+    for ref, k, ev in getattr(_cache, "recent", ()):
+        if ref() is x and k == key and ev._flat is not None and ev._kind == "binary":
+            return ev._flat.numpy()
+    return None
+
+
 def remember_events(x: torch.Tensor, positions: np.ndarray) -> None:
     """Record the event list of spikes ``x`` (0/1 values; ``positions``: the ascending flat positions of its
     ones, row-major, as a neuron writes them while it fires): the layers that read ``x`` next gather from it
@@ -275,6 +287,7 @@ class _EventLayer:
         raise NotImplementedError
 
     def event_table(self) -> torch.Tensor:
+        """The gather table (one row per input: ``Linear`` ``[in, out]``, ``Conv2d`` ``[9 C, out]``)."""
         w = self.weight
         key = (w.data_ptr(), w._version, w.dtype, w.device)
         if self._table is None or self._table[0] != key:

@@ -13,7 +13,7 @@ Each output pixel is summed by one thread in a fixed order, so the result does n
 threads. Images are split between ``threads`` Python threads (the kernel releases the GIL).
 
 The neurons' forward loop (charge, fire, reset, every step) runs as one pass per step over the membrane instead
-of four PyTorch ops, 2-4x faster. It repeats PyTorch's arithmetic operation for operation, so the spikes and
+of four PyTorch ops, 1.5-4x faster. It repeats PyTorch's arithmetic operation for operation, so the spikes and
 membranes are bit-identical to :func:`spikemask.neurons.multi_step_inference` (tested, at the threshold and
 with inf / NaN / -0 inputs): the charge ``V + leak (X - V)`` is one fused multiply-add, as PyTorch's
 ``add(alpha=)`` computes it, the comparison and the reset use the threshold and reset rounded to the dtype.
@@ -38,7 +38,7 @@ def available() -> bool:
 
 
 @cache
-def _compiled():
+def _conv_kernel():
     from numba import njit
 
     @njit(cache=True, nogil=True)
@@ -75,7 +75,7 @@ def _compiled():
 
 
 @cache
-def _neuron():
+def _neuron_kernel():
     from numba import njit
     from numba.extending import intrinsic
 
@@ -160,8 +160,8 @@ def neuron_sequence(x: np.ndarray, out: np.ndarray, h_out: np.ndarray | None, le
     engine gathers from), written in the same pass (on one thread, which keeps them in order); else None."""
     dt = x.dtype.type
     M = x.shape[1]
-    kernel = _neuron()
-    ev = np.empty(x.size + 1 if emit else 0, dtype=np.int64)  # one slot past the end: written, never kept
+    kernel = _neuron_kernel()
+    ev = np.empty(x.size if emit else 0, dtype=np.int64)  # the kernel writes one slot past the last spike
     args = (x, out, np.empty((0, 0), dtype=x.dtype) if h_out is None else h_out, ev, dt(leak), dt(v_th),
             dt(v_reset), dt(v_init), bool(hard_reset))
     if emit:
@@ -204,7 +204,7 @@ def conv3x3_events(indices: np.ndarray, offsets: np.ndarray, values: np.ndarray 
     out = np.zeros((N * H * W, table.shape[1]), dtype=table.dtype)
     if N == 0:
         return out
-    kernel = _compiled()
+    kernel = _conv_kernel()
     vals = np.empty(0, dtype=table.dtype) if values is None else values.astype(table.dtype, copy=False)
     chunks = np.linspace(0, N, min(max(1, threads), N) + 1).astype(np.int64)
     _run_chunks(lambda *a: kernel(*a, out), (indices, offsets, vals, table, C, H, W), chunks)

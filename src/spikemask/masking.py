@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import engine
 from .config import bounded, check_bounds, close_matches_hint
 
 __all__ = ["MaskConfig", "SpikeMask", "random_spike_mask", "apply_rsm", "MaskableMixin", "check_ratio", "DRAW_MODES",
@@ -184,31 +185,45 @@ def random_spike_mask(
         # P(keep) = 1 - ratio; the comparison in place (1.0 / 0.0): no bool temporary and no cast pass
         keep = torch.rand(shape, generator=generator, device=x.device).ge_(ratio)
         return x * keep.to(x.dtype)
+    numpy_ok = x.device.type == "cpu" and not x.requires_grad and x.dtype in (torch.float32, torch.float64,
+                                                                                torch.float16)
+    if numpy_ok and not share_over_time:
+        return _drop_arriving(x, ratio, generator)
     arriving = x != 0
     if share_over_time:
         arriving = arriving.any(dim=0)  # [B, ...]: a spike at some step
-    if x.device.type == "cpu" and not x.requires_grad and x.dtype in (torch.float32, torch.float64, torch.float16):
-        return _drop_arriving(x, arriving, ratio, generator)
+    if numpy_ok:
+        return _drop_arriving_shared(x, arriving, ratio, generator)
     keep = torch.zeros(arriving.shape, dtype=torch.bool, device=x.device)
     draws = torch.rand(int(arriving.sum()), generator=generator, device=x.device)  # one per arriving element
     keep[arriving] = draws >= ratio
     return x * keep.to(x.dtype)
 
 
-def _drop_arriving(x: torch.Tensor, arriving: torch.Tensor, ratio: float,
-                   generator: torch.Generator | None) -> torch.Tensor:
-    """The CPU form of ``draw="arriving"``: the same draws in the same (row-major) order, so the same masks,
-    but positions from NumPy's ``flatnonzero`` and the dropped spikes zeroed in a copy, instead of PyTorch's
-    boolean indexing and a full multiply (2-3x slower on CPU)."""
-    flat = np.flatnonzero(arriving.numpy())  # [arriving], row-major like bool indexing
-    dropped = flat[(torch.rand(len(flat), generator=generator) < ratio).numpy()]
-    if arriving.shape == x.shape:
-        out = x.clone(memory_format=torch.contiguous_format)
-        out.numpy().reshape(-1)[dropped] = 0
-        return out
+# The CPU forms of draw="arriving" below draw the same numbers in the same (row-major) order as the boolean
+# indexing above, so they give the same masks; they find the positions with NumPy and zero the dropped spikes
+# in a copy instead of a full multiply (2-3x faster).
+def _drop_arriving(x: torch.Tensor, ratio: float, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per spike of ``x``, at positions the event engine already holds (a neuron wrote them) or found
+    here; the kept positions are the output's event list, handed on to the layer the mask feeds."""
+    known = engine.known_positions(x)
+    flat = known if known is not None else np.flatnonzero((x != 0).numpy())  # [arriving], row-major
+    keep = (torch.rand(len(flat), generator=generator) >= ratio).numpy()
+    out = x.clone(memory_format=torch.contiguous_format)
+    out.numpy().reshape(-1)[flat[~keep]] = 0
+    if known is not None or bool((x.reshape(-1)[torch.from_numpy(flat)] == 1).all()):  # binary: a plain list
+        engine.remember_events(out, flat[keep])
+    return out
+
+
+def _drop_arriving_shared(x: torch.Tensor, arriving: torch.Tensor, ratio: float,
+                          generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per position that fires at some step (``arriving [B, ...]``); the mask serves every step."""
+    dropped = np.flatnonzero(arriving.numpy())
+    dropped = dropped[(torch.rand(len(dropped), generator=generator) < ratio).numpy()]
     keep = torch.ones(arriving.shape, dtype=x.dtype)
     keep.numpy().reshape(-1)[dropped] = 0
-    return x * keep  # one mask over T
+    return x * keep
 
 
 def structure_error(site: str, structure: str, layout: str | None, heads: int | None) -> str | None:
