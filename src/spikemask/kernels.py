@@ -106,15 +106,11 @@ def _neuron_kernel():
         return n
 
     @njit(cache=True, nogil=True)
-    def any_step(xt, st, ht, v, leak, v_th, v_reset, hard, keep_h, ev, n, base, emit):  # pragma: no cover
+    def if_step(xt, st, ht, v, v_th, keep_h, ev, n, base, emit):  # pragma: no cover (compiled): IF, soft reset
         zero = v_th - v_th
         one = zero + 1
         for j in range(xt.shape[0]):
-            vj = v[j]
-            if hard:
-                h = fma(xt[j] - (vj - v_reset), leak, vj)  # torch.sub(x, v - v_reset), torch.add(alpha=leak)
-            else:
-                h = vj + xt[j]  # torch.add(v, x)
+            h = v[j] + xt[j]  # torch.add(v, x)
             s = one if h >= v_th else zero
             st[j] = s
             if keep_h:
@@ -122,10 +118,24 @@ def _neuron_kernel():
             if emit:
                 ev[n] = base + j
                 n += s == one
-            if hard:
-                v[j] = (v_reset if s == one else h) + zero * (v_reset - h)  # torch.lerp: fma(0, end - h, base)
-            else:
-                v[j] = h - v_th * s  # torch.add(h, s, alpha=-v_th): v_th s is exact
+            v[j] = h - v_th * s  # torch.add(h, s, alpha=-v_th): v_th s is exact
+        return n
+
+    @njit(cache=True, nogil=True)
+    def lif_reset_step(xt, st, ht, v, leak, v_th, v_reset, keep_h, ev, n, base, emit):  # pragma: no cover
+        zero = v_th - v_th
+        one = zero + 1
+        for j in range(xt.shape[0]):
+            vj = v[j]
+            h = fma(xt[j] - (vj - v_reset), leak, vj)  # torch.sub(x, v - v_reset), torch.add(alpha=leak)
+            s = one if h >= v_th else zero
+            st[j] = s
+            if keep_h:
+                ht[j] = h
+            if emit:
+                ev[n] = base + j
+                n += s == one
+            v[j] = (v_reset if s == one else h) + zero * (v_reset - h)  # torch.lerp: fma(0, end - h, base)
         return n
 
     @njit(cache=True, nogil=True)
@@ -140,10 +150,13 @@ def _neuron_kernel():
         for t in range(x.shape[0]):
             st = out[t, m0:m1]
             ht = h_out[t, m0:m1] if keep_h else st
-            if hard and v_reset == 0:  # the models' neuron: the common case without the reset's branch
+            # one loop per kind, without branches on the kind inside (they keep LLVM from vectorising)
+            if not hard:
+                n = if_step(x[t, m0:m1], st, ht, v, v_th, keep_h, ev, n, t * M + m0, emit)
+            elif v_reset == 0:  # the models' neuron
                 n = lif_step(x[t, m0:m1], st, ht, v, leak, v_th, keep_h, ev, n, t * M + m0, emit)
             else:
-                n = any_step(x[t, m0:m1], st, ht, v, leak, v_th, v_reset, hard, keep_h, ev, n, t * M + m0, emit)
+                n = lif_reset_step(x[t, m0:m1], st, ht, v, leak, v_th, v_reset, keep_h, ev, n, t * M + m0, emit)
         return n
 
     return sequence
