@@ -28,6 +28,7 @@ Run: ``.venv/bin/python benchmarks/bench_neurons.py [--quick] [--repeat N] [--th
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import torch
@@ -41,7 +42,10 @@ from _common import (
     peak_alloc_bytes,
     ratio_stats,
     saved_tensor_bytes,
+    write_standalone,
 )
+
+SECTION = "Neurons (multi-step LIF / IF)"
 
 # (label, shape): token tensors [T, B, N, D] and conv feature maps [T, B, C, H, W] of the
 # Spikformer variants this project trains (N-Digits 2-64, event Spikformer-2-256)
@@ -199,7 +203,9 @@ def tables(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "two shapes, fewer rounds", 7)
+    args, threads, repeat = parse_bench_args(argv, __doc__.splitlines()[0], "two shapes, fewer rounds", 7,
+                                             section=True)
+    start = time.perf_counter()
     shapes = SHAPES_QUICK if args.quick else SHAPES_FULL
     results = []
     for kind in ("lif", "if"):
@@ -208,8 +214,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = tables(results)
     print(f"bench_neurons: torch threads = {threads}, rounds = {repeat}")
     print(text)
-    return {"name": "neurons", "threads": threads, "repeat": repeat, "results": results, "table": text}
+    return {"name": "neurons", "threads": threads, "repeat": repeat, "results": results, "table": text,
+            "output": args.output, "seconds": time.perf_counter() - start}
 
 
 if __name__ == "__main__":
-    main()
+    write_standalone(main(), SECTION, "bench_neurons.py")

@@ -63,7 +63,7 @@ def render(results: dict[str, dict[str, Any]], info: dict[str, Any], quick: bool
         "",
         _machine_table(info),
     ]
-    titles = {"neurons": "Neurons (multi-step LIF / IF)", "model": "Spikformer training step and inference",
+    titles = {"neurons": bench_neurons.SECTION, "model": "Spikformer training step and inference",
               "attention": bench_attention.SECTION,
               "energy": "Energy counting overhead and SynOp cross-check", "frames": "Event framing and ATIS reading",
               "readers": "AEDAT readers (CIFAR10-DVS, DVS128 Gesture)", "conversion": bench_conversion.SECTION,
