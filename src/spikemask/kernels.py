@@ -87,55 +87,45 @@ def _neuron_kernel():
 
     # Each line repeats the PyTorch op of spikemask.neurons that it replaces (named in its comment). With an
     # event buffer ``ev`` (``emit``), the flat position of every spike is appended at ``ev[n]``: the event list
-    # of the spikes, row-major, built in the same pass; returns the new count.
+    # of the spikes, row-major, built in the same pass; the steps return the new count.
+    @njit(inline="always")
+    def fire(h, v_th, j, st, ht, keep_h, ev, n, base, emit):  # pragma: no cover (compiled, inlined)
+        zero = v_th - v_th  # 0 in the membrane's dtype
+        s = zero + 1 if h >= v_th else zero  # torch.ge(h, v_th, out=float)
+        st[j] = s
+        if keep_h:
+            ht[j] = h
+        if emit:
+            ev[n] = base + j
+            n += s == 1
+        return s, n
+
+    # one loop per kind, without branches on the kind inside (they keep LLVM from vectorising)
     @njit(cache=True, nogil=True)
     def lif_step(xt, st, ht, v, leak, v_th, keep_h, ev, n, base, emit):  # pragma: no cover (compiled): V_reset 0
-        zero = v_th - v_th
-        one = zero + 1
         for j in range(xt.shape[0]):
             vj = v[j]
             h = fma(xt[j] - vj, leak, vj)  # torch.sub(x, v), torch.add(v, d, alpha=leak)
-            s = one if h >= v_th else zero  # torch.ge(h, v_th, out=float)
-            st[j] = s
-            if keep_h:
-                ht[j] = h
-            if emit:
-                ev[n] = base + j
-                n += s == one
+            s, n = fire(h, v_th, j, st, ht, keep_h, ev, n, base, emit)
             v[j] = h - h * s  # torch.addcmul(h, h, s, value=-1): h s is exact
         return n
 
     @njit(cache=True, nogil=True)
     def if_step(xt, st, ht, v, v_th, keep_h, ev, n, base, emit):  # pragma: no cover (compiled): IF, soft reset
-        zero = v_th - v_th
-        one = zero + 1
         for j in range(xt.shape[0]):
             h = v[j] + xt[j]  # torch.add(v, x)
-            s = one if h >= v_th else zero
-            st[j] = s
-            if keep_h:
-                ht[j] = h
-            if emit:
-                ev[n] = base + j
-                n += s == one
+            s, n = fire(h, v_th, j, st, ht, keep_h, ev, n, base, emit)
             v[j] = h - v_th * s  # torch.add(h, s, alpha=-v_th): v_th s is exact
         return n
 
     @njit(cache=True, nogil=True)
     def lif_reset_step(xt, st, ht, v, leak, v_th, v_reset, keep_h, ev, n, base, emit):  # pragma: no cover
         zero = v_th - v_th
-        one = zero + 1
         for j in range(xt.shape[0]):
             vj = v[j]
             h = fma(xt[j] - (vj - v_reset), leak, vj)  # torch.sub(x, v - v_reset), torch.add(alpha=leak)
-            s = one if h >= v_th else zero
-            st[j] = s
-            if keep_h:
-                ht[j] = h
-            if emit:
-                ev[n] = base + j
-                n += s == one
-            v[j] = (v_reset if s == one else h) + zero * (v_reset - h)  # torch.lerp: fma(0, end - h, base)
+            s, n = fire(h, v_th, j, st, ht, keep_h, ev, n, base, emit)
+            v[j] = (v_reset if h >= v_th else h) + zero * (v_reset - h)  # torch.lerp: fma(0, end - h, base)
         return n
 
     @njit(cache=True, nogil=True)
@@ -150,7 +140,6 @@ def _neuron_kernel():
         for t in range(x.shape[0]):
             st = out[t, m0:m1]
             ht = h_out[t, m0:m1] if keep_h else st
-            # one loop per kind, without branches on the kind inside (they keep LLVM from vectorising)
             if not hard:
                 n = if_step(x[t, m0:m1], st, ht, v, v_th, keep_h, ev, n, t * M + m0, emit)
             elif v_reset == 0:  # the models' neuron
