@@ -1,11 +1,13 @@
-"""Channels-last tokenizer frames and the fused BN -> LIF -> MaxPool training node, each on and off.
+"""Channels-last tokenizer frames, the fused BN -> LIF -> MaxPool training node and the compiled neuron loop,
+each on and off.
 
 Spikformer-2-256 (``spikformer_2_256_dvs``, 128², T 16, batch 1; ``--quick``: T 4) with
-``model.channels_last`` and ``model.fuse_bn_lif`` in the four combinations, the same weights, Poisson(0.3)
+``model.channels_last`` and ``model.fuse_bn_lif`` in the four combinations, and the default (both on) with the
+neurons' PyTorch-op loop instead of the compiled one (``spikemask.kernels``, Numba), the same weights, Poisson(0.3)
 event counts: a training step (forward, cross-entropy, backward, AdamW) and an inference forward, interleaved
 rounds, ratios against both off (``off/x`` per round, > 1: faster), and the allocator peak of a training step.
 Logits (eval) and gradients are checked against both-off first (channels-last changes the convolutions' sums:
-float rounding; the fused node is bit-identical).
+float rounding; the fused node and the compiled loop are bit-identical).
 
 Run: ``.venv/bin/python benchmarks/bench_layout.py [--quick] [--repeat N]`` (full ~3 min on 2 vCPUs, quick
 ~40 s); run as a script it replaces its section of ``results.md``.
@@ -36,9 +38,25 @@ from _common import (
 )
 
 HERE = Path(__file__).resolve().parent
-SECTION = "Channels-last frames and the fused BN -> LIF training node"
-VARIANTS = {"both off": (False, False), "channels-last": (True, False), "fused": (False, True),
-            "both on (default)": (True, True)}
+SECTION = "Channels-last frames, the fused BN -> LIF training node and the compiled neuron loop"
+VARIANTS = {"both off": (False, False), "channels-last": (True, False), "fused": (False, True),  # name: (cl, fuse)
+            "both on (default)": (True, True), "both on, PyTorch neuron loop": (True, True)}
+TORCH_LOOP = "both on, PyTorch neuron loop"
+
+
+def torch_loop(fn):
+    """``fn`` with the neurons' PyTorch-op loop (the compiled loop switched off for the call only)."""
+    from spikemask import kernels
+
+    def call() -> None:
+        real = kernels.available
+        kernels.available = lambda: False
+        try:
+            fn()
+        finally:
+            kernels.available = real
+
+    return call
 
 
 def variants(T: int) -> dict[str, torch.nn.Module]:
@@ -70,12 +88,14 @@ def run(T: int, repeat: int) -> dict[str, Any]:
         if m is ref:
             continue
         m.train()
-        F.cross_entropy(m(x), y).backward()
+        backward = training_step(m, m, torch.optim.SGD(m.parameters(), lr=0.0), x, y)  # lr 0: weights kept
+        (torch_loop(backward) if name == TORCH_LOOP else backward)()
         checks[name] = max(float((a.grad - b.grad).abs().max()) for a, b in zip(m.parameters(), ref.parameters()))
     for m in models.values():
         m.zero_grad(set_to_none=True)
     steps = {k: training_step(m, m, torch.optim.AdamW(m.parameters(), lr=1e-4), x, y) for k, m in models.items()}
     infer = {k: inference(m, m, x) for k, m in models.items()}
+    steps[TORCH_LOOP], infer[TORCH_LOOP] = torch_loop(steps[TORCH_LOOP]), torch_loop(infer[TORCH_LOOP])
     train_t = interleaved(steps, repeat=repeat, warmup=1)
     infer_t = interleaved(infer, repeat=repeat, warmup=1)
     peaks = {k: peak_alloc_bytes(f) for k, f in steps.items()}
