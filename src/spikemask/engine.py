@@ -48,7 +48,7 @@ __all__ = ["ENGINES", "DEFAULT_THRESHOLD", "CONV_MIN_CHANNELS", "Conv2d", "Linea
 
 ENGINES = ("dense", "event", "auto")
 DEFAULT_THRESHOLD = 0.15  # density below which "auto" gathers: the dense/event crossover of benchmarks/bench_event.py
-CONV_MIN_CHANNELS = 128  # narrower 3x3 convolutions stay dense: below it the gather loses to oneDNN (bench_event.py)
+CONV_MIN_CHANNELS = 128  # narrower 3x3 convolutions stay dense: they gain only at low density (bench_event.py)
 
 
 def check_engine(engine: str, threshold: float) -> None:
@@ -331,8 +331,8 @@ class Linear(_EventLayer, nn.Linear):
 
 def conv_takes_events(module: nn.Conv2d) -> bool:
     """Whether ``module`` has the event path's form: a 3x3 kernel, stride 1, padding 1 (zeros), no dilation
-    or groups, and at least :data:`CONV_MIN_CHANNELS` output channels (narrower ones gather too little per
-    event to beat oneDNN at any density: docs/engine.md)."""
+    or groups, and at least :data:`CONV_MIN_CHANNELS` output channels (a conservative cut: narrower ones gather
+    little per event and gain only at low density, docs/engine.md)."""
     return (module.kernel_size == (3, 3) and module.stride == (1, 1) and module.padding == (1, 1)
             and module.dilation == (1, 1) and module.groups == 1 and module.padding_mode == "zeros"
             and module.out_channels >= CONV_MIN_CHANNELS)
