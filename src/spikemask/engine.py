@@ -253,6 +253,22 @@ def _autograd_needed(x: torch.Tensor, module: nn.Linear) -> bool:
     return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in module.parameters()))
 
 
+def _events_to_gather(module: nn.Module, x: torch.Tensor, rows: torch.Tensor, engine: str,
+                      threshold: float) -> _Events | None:
+    """The events of ``rows`` (``x`` viewed with its features last; the caller holds it while it uses the
+    events, which keep it weakly) when ``module`` may gather them on
+    ``engine``: eval mode, no autograd, a CPU input of the weight's dtype, spikes or counts, for ``auto`` a
+    density below ``threshold``; else None (run dense)."""
+    if (engine == "dense" or module.training or x.device.type != "cpu" or x.dtype != module.weight.dtype
+            or x.numel() == 0 or _autograd_needed(x, module)):
+        return None
+    ev = _events_of(rows)
+    if (engine == "auto" and ev.density >= threshold) or ev.kind is None:
+        ev.release()
+        return None
+    return ev
+
+
 def linear(module: nn.Linear, x: torch.Tensor, engine: str = "dense",
            threshold: float = DEFAULT_THRESHOLD) -> tuple[torch.Tensor, str]:
     """``module``'s output on ``x`` by ``engine`` and the path taken (``"dense"`` or ``"event"``).
@@ -262,12 +278,8 @@ def linear(module: nn.Linear, x: torch.Tensor, engine: str = "dense",
     and spikes (binary, or counts: see :class:`_Events`; ``auto``: also a density below ``threshold``);
     anything else runs dense.
     """
-    if (engine == "dense" or module.training or x.device.type != "cpu" or x.dtype != module.weight.dtype
-            or x.numel() == 0 or _autograd_needed(x, module)):
-        return F.linear(x, module.weight, module.bias), "dense"
-    ev = _events_of(x)
-    if (engine == "auto" and ev.density >= threshold) or ev.kind is None:
-        ev.release()
+    ev = _events_to_gather(module, x, x, engine, threshold)
+    if ev is None:
         return F.linear(x, module.weight, module.bias), "dense"
     table = module.event_table() if isinstance(module, Linear) else module.weight.detach().t().contiguous()
     return _gather_add(ev.list(), table, module.bias, x.shape[:-1], ev.weights()), "event"
@@ -347,14 +359,11 @@ def conv2d(module: nn.Conv2d, x: torch.Tensor, engine: str = "dense",
     ``threshold``), a convolution of the form :func:`conv_takes_events` accepts, and Numba; anything else
     runs dense. The output keeps the input's memory format (channels-last frames in, channels-last out).
     """
-    if (engine == "dense" or module.training or x.device.type != "cpu" or x.dtype != module.weight.dtype
-            or x.dim() != 4 or x.numel() == 0 or not conv_takes_events(module) or _autograd_needed(x, module)
-            or not kernels.available()):
-        return module._conv_forward(x, module.weight, module.bias), "dense"
-    pixels = x.permute(0, 2, 3, 1)  # [N, H, W, C]: a free view of channels-last frames
-    ev = _events_of(pixels)
-    if (engine == "auto" and ev.density >= threshold) or ev.kind is None:
-        ev.release()
+    ev = None
+    if x.dim() == 4 and conv_takes_events(module) and kernels.available():
+        pixels = x.permute(0, 2, 3, 1)  # [N, H, W, C]: a free view of channels-last frames
+        ev = _events_to_gather(module, x, pixels, engine, threshold)
+    if ev is None:
         return module._conv_forward(x, module.weight, module.bias), "dense"
     indices, offsets = ev.list()
     weights = ev.weights()
